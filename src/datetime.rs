@@ -1,0 +1,543 @@
+//! Date and time casts. Format strings (strftime style) are compiled once into token lists, so a record
+//! never re-reads a format; calendar checks and time-zone arithmetic are jiff's.
+
+use std::fmt::Write as _;
+
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::{Offset, TimeZone};
+
+use crate::spec::Ambiguous;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Year4,
+    Year2,
+    Month,
+    MonthAbbr,
+    MonthName,
+    Day,
+    Hour24,
+    Hour12,
+    Minute,
+    Second,
+    /// `%.f`: an optional `.` and 1 to 9 digits. `%f`: 1 to 9 digits, required.
+    Frac { optional: bool },
+    AmPm,
+    Offset,
+    Lit(char),
+}
+
+/// A compiled input format.
+#[derive(Debug, Clone)]
+pub struct Format {
+    source: String,
+    toks: Vec<Tok>,
+}
+
+/// The parts a format can fill.
+#[derive(Debug, Default, Clone, Copy)]
+struct Parts {
+    year: Option<i16>,
+    month: Option<i8>,
+    day: Option<i8>,
+    hour: Option<i8>,
+    pm: Option<bool>,
+    minute: i8,
+    second: i8,
+    nano: i32,
+    offset: Option<i32>,
+}
+
+const MONTHS: [&str; 12] = [
+    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december",
+];
+
+impl Format {
+    /// Compiles a strftime-style format. Supported: `%Y %y %m %b %B %d %e %H %I %M %S %f %.f %p %z %F %T %%`.
+    pub fn compile(fmt: &str) -> Result<Format, String> {
+        let mut toks = Vec::new();
+        let mut chars = fmt.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                toks.push(Tok::Lit(c));
+                continue;
+            }
+            let t = match chars.next() {
+                Some('Y') => Tok::Year4,
+                Some('y') => Tok::Year2,
+                Some('m') => Tok::Month,
+                Some('b') | Some('h') => Tok::MonthAbbr,
+                Some('B') => Tok::MonthName,
+                Some('d') | Some('e') => Tok::Day,
+                Some('H') => Tok::Hour24,
+                Some('I') => Tok::Hour12,
+                Some('M') => Tok::Minute,
+                Some('S') => Tok::Second,
+                Some('f') => Tok::Frac { optional: false },
+                Some('.') => match chars.next() {
+                    Some('f') => Tok::Frac { optional: true },
+                    _ => return Err(format!("format {fmt:?}: `%.` must be followed by `f`")),
+                },
+                Some('p') | Some('P') => Tok::AmPm,
+                Some('z') | Some('Z') => Tok::Offset,
+                Some('F') => {
+                    toks.extend([Tok::Year4, Tok::Lit('-'), Tok::Month, Tok::Lit('-')]);
+                    Tok::Day
+                }
+                Some('T') => {
+                    toks.extend([Tok::Hour24, Tok::Lit(':'), Tok::Minute, Tok::Lit(':')]);
+                    Tok::Second
+                }
+                Some('%') => Tok::Lit('%'),
+                Some(other) => {
+                    return Err(format!(
+                        "format {fmt:?}: unsupported directive %{other} (supported: %Y %y %m %b %B %d %e %H %I %M %S %f %.f %p %z %F %T %%)"
+                    ))
+                }
+                None => return Err(format!("format {fmt:?} ends with a lone %")),
+            };
+            toks.push(t);
+        }
+        let has = |t: &Tok| toks.contains(t);
+        if has(&Tok::Hour12) != has(&Tok::AmPm) {
+            return Err(format!("format {fmt:?}: %I needs %p and %p needs %I"));
+        }
+        Ok(Format {
+            source: fmt.to_string(),
+            toks,
+        })
+    }
+
+    fn has_date(&self) -> bool {
+        let has = |t: &Tok| self.toks.contains(t);
+        (has(&Tok::Year4) || has(&Tok::Year2))
+            && (has(&Tok::Month) || has(&Tok::MonthAbbr) || has(&Tok::MonthName))
+            && has(&Tok::Day)
+    }
+
+    fn has_time(&self) -> bool {
+        self.toks.contains(&Tok::Hour24) || self.toks.contains(&Tok::Hour12)
+    }
+
+    /// Whether the format reads a UTC offset.
+    pub fn has_offset(&self) -> bool {
+        self.toks.contains(&Tok::Offset)
+    }
+
+    /// The format as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn parse(&self, s: &str) -> Option<Parts> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut p = Parts::default();
+        for t in &self.toks {
+            match t {
+                Tok::Lit(c) => {
+                    let mut buf = [0; 4];
+                    let lit = c.encode_utf8(&mut buf).as_bytes();
+                    if !b[i..].starts_with(lit) {
+                        return None;
+                    }
+                    i += lit.len();
+                }
+                Tok::Year4 => p.year = Some(digits(b, &mut i, 4, 4)? as i16),
+                Tok::Year2 => {
+                    // POSIX pivot: 69-99 are 1969-1999, 00-68 are 2000-2068.
+                    let y = digits(b, &mut i, 2, 2)? as i16;
+                    p.year = Some(if y >= 69 { 1900 + y } else { 2000 + y });
+                }
+                Tok::Month => p.month = Some(digits(b, &mut i, 1, 2)? as i8),
+                Tok::Day => p.day = Some(digits(b, &mut i, 1, 2)? as i8),
+                Tok::Hour24 => p.hour = Some(digits(b, &mut i, 1, 2)? as i8),
+                Tok::Hour12 => {
+                    let h = digits(b, &mut i, 1, 2)?;
+                    if !(1..=12).contains(&h) {
+                        return None;
+                    }
+                    p.hour = Some(h as i8);
+                }
+                Tok::Minute => p.minute = digits(b, &mut i, 2, 2)? as i8,
+                Tok::Second => p.second = digits(b, &mut i, 2, 2)? as i8,
+                Tok::Frac { optional } => {
+                    if *optional {
+                        if b.get(i) != Some(&b'.') {
+                            continue;
+                        }
+                        i += 1;
+                    }
+                    let start = i;
+                    let v = digits(b, &mut i, 1, 9)?;
+                    let n = i - start;
+                    p.nano = (v * 10u32.pow(9 - n as u32)) as i32;
+                }
+                Tok::AmPm => {
+                    let word = b.get(i..i + 2)?;
+                    p.pm = Some(if word.eq_ignore_ascii_case(b"am") {
+                        false
+                    } else if word.eq_ignore_ascii_case(b"pm") {
+                        true
+                    } else {
+                        return None;
+                    });
+                    i += 2;
+                }
+                Tok::MonthAbbr | Tok::MonthName => {
+                    let rest = &s[i..];
+                    let mut found = None;
+                    for (n, name) in MONTHS.iter().enumerate() {
+                        let want = if *t == Tok::MonthAbbr { &name[..3] } else { name };
+                        if rest.len() >= want.len()
+                            && rest.as_bytes()[..want.len()].eq_ignore_ascii_case(want.as_bytes())
+                        {
+                            found = Some((n as i8 + 1, want.len()));
+                            break;
+                        }
+                    }
+                    let (m, len) = found?;
+                    p.month = Some(m);
+                    i += len;
+                }
+                Tok::Offset => p.offset = Some(offset(b, &mut i)?),
+            }
+        }
+        (i == b.len()).then_some(p)
+    }
+}
+
+/// Reads between `min` and `max` ASCII digits.
+fn digits(b: &[u8], i: &mut usize, min: usize, max: usize) -> Option<u32> {
+    let mut v = 0u32;
+    let start = *i;
+    while *i < b.len() && *i - start < max && b[*i].is_ascii_digit() {
+        v = v * 10 + u32::from(b[*i] - b'0');
+        *i += 1;
+    }
+    (*i - start >= min).then_some(v)
+}
+
+/// Reads `Z`, `UTC`, `GMT`, `+HH`, `+HHMM` or `+HH:MM`, as seconds east of UTC.
+fn offset(b: &[u8], i: &mut usize) -> Option<i32> {
+    let rest = &b[*i..];
+    if rest.first().is_some_and(|c| *c == b'Z' || *c == b'z') {
+        *i += 1;
+        return Some(0);
+    }
+    if rest.len() >= 3 && (rest[..3].eq_ignore_ascii_case(b"UTC") || rest[..3].eq_ignore_ascii_case(b"GMT")) {
+        *i += 3;
+        return Some(0);
+    }
+    let sign = match rest.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    *i += 1;
+    let h = digits(b, i, 2, 2)?;
+    let mut m = 0;
+    if b.get(*i) == Some(&b':') {
+        *i += 1;
+        m = digits(b, i, 2, 2)?;
+    } else if b.get(*i).is_some_and(u8::is_ascii_digit) {
+        m = digits(b, i, 2, 2)?;
+    }
+    if h > 23 || m > 59 {
+        return None;
+    }
+    Some(sign * (h as i32 * 3600 + m as i32 * 60))
+}
+
+/// Which temporal type a cast produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+}
+
+/// A compiled temporal cast: formats tried in order, and the zone rules for naive timestamptz values.
+#[derive(Debug, Clone)]
+pub struct TemporalCast {
+    kind: Kind,
+    formats: Vec<Format>,
+    zone: Option<TimeZone>,
+    ambiguous: Ambiguous,
+}
+
+impl TemporalCast {
+    /// Default input formats of each kind, used when a field gives none.
+    pub fn default_formats(kind: Kind) -> &'static [&'static str] {
+        match kind {
+            Kind::Date => &["%Y-%m-%d"],
+            Kind::Time => &["%H:%M:%S%.f", "%H:%M"],
+            Kind::Timestamp => &["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d"],
+            Kind::TimestampTz => &["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"],
+        }
+    }
+
+    /// Compiles the cast, checking each format can produce the kind. Errors name the format at fault.
+    pub fn compile(
+        kind: Kind,
+        formats: &[String],
+        timezone: Option<&str>,
+        ambiguous: Ambiguous,
+    ) -> Result<TemporalCast, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut compiled = Vec::new();
+        for f in formats {
+            match Format::compile(f) {
+                Ok(c) => {
+                    let ok = match kind {
+                        Kind::Date => c.has_date() && !c.has_time(),
+                        Kind::Time => c.has_time() && !c.has_date(),
+                        Kind::Timestamp | Kind::TimestampTz => c.has_date(),
+                    };
+                    if !ok {
+                        let need = match kind {
+                            Kind::Date => "a year, a month and a day, and no time",
+                            Kind::Time => "an hour and no date",
+                            _ => "a year, a month and a day",
+                        };
+                        errors.push(format!("format {f:?} does not read {need}"));
+                    } else if kind == Kind::Timestamp && c.has_offset() {
+                        errors.push(format!(
+                            "format {f:?} reads an offset, which a timestamp (without time zone) would drop; use timestamptz"
+                        ));
+                    } else {
+                        compiled.push(c);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let zone = match timezone {
+            Some(name) => match TimeZone::get(name) {
+                Ok(z) => Some(z),
+                Err(_) => {
+                    errors.push(format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if kind == Kind::TimestampTz && timezone.is_none() {
+            for f in &compiled {
+                if !f.has_offset() {
+                    errors.push(format!(
+                        "format {:?} reads no offset (%z), so timestamptz needs `timezone` to place it",
+                        f.source
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(TemporalCast {
+                kind,
+                formats: compiled,
+                zone,
+                ambiguous,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Casts one value, writing ISO 8601 (timestamptz in UTC, with `Z`).
+    pub fn cast(&self, s: &str, out: &mut String) -> Result<(), String> {
+        let t = s.trim();
+        let mut last_err = None;
+        for f in &self.formats {
+            let Some(p) = f.parse(t) else { continue };
+            if let Err(e) = self.build(&p) {
+                last_err = Some(e);
+                continue;
+            }
+            return self.write(&p, s, out);
+        }
+        let tried: Vec<&str> = self.formats.iter().map(|f| f.source.as_str()).collect();
+        Err(match last_err {
+            Some(e) => format!("{s:?} is not a valid {}: {e}", self.kind_name()),
+            None => format!(
+                "expected a {} in format {}, got {s:?}",
+                self.kind_name(),
+                tried.join(" or ")
+            ),
+        })
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Date => "date",
+            Kind::Time => "time",
+            Kind::Timestamp => "timestamp",
+            Kind::TimestampTz => "timestamptz",
+        }
+    }
+
+    fn hour(p: &Parts) -> i8 {
+        match (p.hour, p.pm) {
+            (Some(12), Some(false)) => 0,
+            (Some(h), Some(true)) if h < 12 => h + 12,
+            (Some(h), _) => h,
+            (None, _) => 0,
+        }
+    }
+
+    fn build(&self, p: &Parts) -> Result<(), String> {
+        if let (Some(y), Some(m), Some(d)) = (p.year, p.month, p.day) {
+            Date::new(y, m, d).map_err(|_| format!("no day {d} in month {m} of {y}"))?;
+        }
+        Time::new(Self::hour(p), p.minute, p.second, p.nano)
+            .map_err(|_| "hour, minute or second out of range".to_string())?;
+        Ok(())
+    }
+
+    fn write(&self, p: &Parts, raw: &str, out: &mut String) -> Result<(), String> {
+        let hour = Self::hour(p);
+        match self.kind {
+            Kind::Date => {
+                write_date(out, p.year.unwrap_or(0), p.month.unwrap_or(1), p.day.unwrap_or(1));
+            }
+            Kind::Time => write_time(out, hour, p.minute, p.second, p.nano),
+            Kind::Timestamp => {
+                write_date(out, p.year.unwrap_or(0), p.month.unwrap_or(1), p.day.unwrap_or(1));
+                out.push('T');
+                write_time(out, hour, p.minute, p.second, p.nano);
+            }
+            Kind::TimestampTz => {
+                let dt = DateTime::new(
+                    p.year.unwrap_or(0),
+                    p.month.unwrap_or(1),
+                    p.day.unwrap_or(1),
+                    hour,
+                    p.minute,
+                    p.second,
+                    p.nano,
+                )
+                .map_err(|e| format!("{raw:?} is not a valid timestamp: {e}"))?;
+                let ts = match (p.offset, &self.zone) {
+                    (Some(secs), _) => Offset::from_seconds(secs)
+                        .and_then(|o| o.to_timestamp(dt))
+                        .map_err(|e| format!("{raw:?} is out of range: {e}"))?,
+                    (None, Some(zone)) => {
+                        let amb = zone.to_ambiguous_timestamp(dt);
+                        let r = match self.ambiguous {
+                            Ambiguous::Reject => amb.unambiguous(),
+                            Ambiguous::Earlier => amb.earlier(),
+                            Ambiguous::Later => amb.later(),
+                            Ambiguous::Compatible => amb.compatible(),
+                        };
+                        r.map_err(|_| {
+                            format!(
+                                "{raw:?} does not exist or exists twice in time zone {} (a DST change); set ambiguous = \"earlier\", \"later\" or \"compatible\" to accept it",
+                                zone.iana_name().unwrap_or("?")
+                            )
+                        })?
+                    }
+                    (None, None) => {
+                        return Err(format!("{raw:?} has no offset and the field has no timezone"))
+                    }
+                };
+                let utc = Offset::UTC.to_datetime(ts);
+                write_date(out, utc.year(), utc.month(), utc.day());
+                out.push('T');
+                write_time(out, utc.hour(), utc.minute(), utc.second(), utc.subsec_nanosecond());
+                out.push('Z');
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_date(out: &mut String, y: i16, m: i8, d: i8) {
+    if y < 0 {
+        let _ = write!(out, "-{:04}-{m:02}-{d:02}", -i32::from(y));
+    } else {
+        let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    }
+}
+
+/// Writes `HH:MM:SS` and, when not zero, the fraction without trailing zeros.
+fn write_time(out: &mut String, h: i8, m: i8, s: i8, nano: i32) {
+    let _ = write!(out, "{h:02}:{m:02}:{s:02}");
+    if nano > 0 {
+        let mut frac = format!("{nano:09}");
+        while frac.ends_with('0') {
+            frac.pop();
+        }
+        out.push('.');
+        out.push_str(&frac);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cast(kind: Kind, formats: &[&str], tz: Option<&str>, amb: Ambiguous, s: &str) -> Result<String, String> {
+        let f: Vec<String> = formats.iter().map(|s| s.to_string()).collect();
+        let c = TemporalCast::compile(kind, &f, tz, amb).map_err(|e| e.join("; "))?;
+        let mut out = String::new();
+        c.cast(s, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn dates_in_several_formats() {
+        let f = ["%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%B %e, %Y"];
+        let d = |s| cast(Kind::Date, &f, None, Ambiguous::Reject, s);
+        assert_eq!(d("2024-02-29"), Ok("2024-02-29".into()));
+        assert_eq!(d("1/5/2024"), Ok("2024-01-05".into()));
+        assert_eq!(d("31.12.1999"), Ok("1999-12-31".into()));
+        assert_eq!(d("7 Mar 2021"), Ok("2021-03-07".into()));
+        assert_eq!(d("March 7, 2021"), Ok("2021-03-07".into()));
+        assert!(d("2023-02-29").unwrap_err().contains("no day 29"));
+        assert!(d("2023-13-01").is_err());
+        assert!(d("2023-01-01x").is_err());
+        assert!(d("").is_err());
+        assert_eq!(cast(Kind::Date, &["%y%m%d"], None, Ambiguous::Reject, "690101"), Ok("1969-01-01".into()));
+    }
+
+    #[test]
+    fn times_and_twelve_hour_clocks() {
+        let t = |f: &[&str], s| cast(Kind::Time, f, None, Ambiguous::Reject, s);
+        assert_eq!(t(&["%H:%M:%S%.f"], "23:59:59.120"), Ok("23:59:59.12".into()));
+        assert_eq!(t(&["%I:%M %p"], "12:05 AM"), Ok("00:05:00".into()));
+        assert_eq!(t(&["%I:%M %p"], "1:05 pm"), Ok("13:05:00".into()));
+        assert!(t(&["%H:%M"], "24:00").is_err());
+        assert!(TemporalCast::compile(Kind::Time, &["%I:%M".into()], None, Ambiguous::Reject).is_err());
+    }
+
+    #[test]
+    fn timestamptz_with_offsets_and_zones() {
+        let f = ["%Y-%m-%dT%H:%M:%S%.f%z"];
+        let z = |s| cast(Kind::TimestampTz, &f, None, Ambiguous::Reject, s);
+        assert_eq!(z("2024-03-10T08:30:00+02:00"), Ok("2024-03-10T06:30:00Z".into()));
+        assert_eq!(z("2024-03-10T08:30:00.5-0130"), Ok("2024-03-10T10:00:00.5Z".into()));
+        assert_eq!(z("2024-03-10T08:30:00Z"), Ok("2024-03-10T08:30:00Z".into()));
+        let ny = |amb, s| cast(Kind::TimestampTz, &["%m/%d/%Y %I:%M %p"], Some("America/New_York"), amb, s);
+        assert_eq!(ny(Ambiguous::Reject, "1/15/2024 9:00 AM"), Ok("2024-01-15T14:00:00Z".into()));
+        // 2:30 on 2024-03-10 does not exist in New York: refused unless asked.
+        assert!(ny(Ambiguous::Reject, "3/10/2024 2:30 AM").unwrap_err().contains("DST"));
+        assert_eq!(ny(Ambiguous::Compatible, "3/10/2024 2:30 AM"), Ok("2024-03-10T07:30:00Z".into()));
+        // 1:30 on 2024-11-03 exists twice.
+        assert!(ny(Ambiguous::Reject, "11/3/2024 1:30 AM").is_err());
+        assert_eq!(ny(Ambiguous::Earlier, "11/3/2024 1:30 AM"), Ok("2024-11-03T05:30:00Z".into()));
+        assert_eq!(ny(Ambiguous::Later, "11/3/2024 1:30 AM"), Ok("2024-11-03T06:30:00Z".into()));
+    }
+
+    #[test]
+    fn spec_errors_for_formats() {
+        let e = TemporalCast::compile(Kind::TimestampTz, &["%Y-%m-%d %H:%M".into()], None, Ambiguous::Reject).unwrap_err();
+        assert!(e[0].contains("needs `timezone`"), "{e:?}");
+        let e = TemporalCast::compile(Kind::Date, &["%Y-%q".into()], None, Ambiguous::Reject).unwrap_err();
+        assert!(e[0].contains("%q"), "{e:?}");
+        let e = TemporalCast::compile(Kind::Date, &["%Y".into()], Some("Mars/Olympus"), Ambiguous::Reject).unwrap_err();
+        assert_eq!(e.len(), 2);
+        let e = TemporalCast::compile(Kind::Timestamp, &["%FT%T%z".into()], None, Ambiguous::Reject).unwrap_err();
+        assert!(e[0].contains("timestamptz"), "{e:?}");
+    }
+}

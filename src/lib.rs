@@ -1,0 +1,20 @@
+//! crm-etl: turn CRM vendor exports into clean, typed, verifiable data.
+//!
+//! Data flows one way: read ([`read`]) -> compile ([`plan`]) -> map in parallel ([`map`], [`pipeline`]) ->
+//! write ([`write`]) -> hash and account ([`manifest`]).
+
+pub mod cast;
+pub mod cli;
+pub mod convert;
+pub mod datetime;
+pub mod error;
+pub mod load;
+pub mod manifest;
+pub mod map;
+pub mod pipeline;
+pub mod plan;
+pub mod read;
+pub mod run;
+pub mod spec;
+pub mod types;
+pub mod write;

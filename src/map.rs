@@ -1,0 +1,352 @@
+//! The parallel stage: map a chunk of records through a plan into encoded output rows, keys for the
+//! uniqueness checks, and rejects. Pure: nothing here depends on thread count or order of completion.
+
+use std::borrow::Cow;
+
+use crate::cast;
+use crate::error::{FieldError, RejectCode};
+use crate::plan::{Cast, EntityPlan, FieldPlan, Input, Part, Step};
+use crate::read::csv::{Batch, RecordMeta};
+use crate::spec::{Ragged, Unmapped};
+use crate::write::encode::{encode_row, Cell};
+
+/// A record that failed, with everything the rejects file needs.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub number: u64,
+    pub line: u64,
+    pub byte: u64,
+    pub errors: Vec<FieldError>,
+    pub raw: Vec<u8>,
+    /// With `ragged = "fail"` (or a strict plan): the run must stop at this record.
+    pub fatal: bool,
+}
+
+/// What happened to one record of a chunk.
+#[derive(Debug, Clone)]
+pub enum RowOutcome {
+    /// Encoded bytes end at this offset of `MappedChunk::out`; keys start at `key_start`.
+    Written { end: usize, key_start: usize },
+    Rejected(usize),
+}
+
+/// The result of mapping one chunk: encoded rows in input order.
+#[derive(Debug, Default)]
+pub struct MappedChunk {
+    pub out: Vec<u8>,
+    pub rows: Vec<RowOutcome>,
+    /// One hash per unique set per written record (0 when a key part is null: nulls never collide).
+    pub keys: Vec<u128>,
+    pub rejects: Vec<Reject>,
+}
+
+/// Reusable per-chunk buffers.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    cells: Vec<Cell>,
+    errors: Vec<FieldError>,
+}
+
+/// Maps records `recs` of `batch`.
+pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> MappedChunk {
+    let mut chunk = MappedChunk {
+        out: Vec::with_capacity(recs.len() * 128),
+        rows: Vec::with_capacity(recs.len()),
+        ..MappedChunk::default()
+    };
+    let mut sc = Scratch::default();
+    let mut strs: Vec<&str> = Vec::with_capacity(plan.header.len());
+    for m in recs {
+        sc.errors.clear();
+        let fatal = map_record(plan, batch, m, &mut strs, &mut sc);
+        if sc.errors.is_empty() {
+            encode_row(plan, &sc.cells, &sc.text, &mut chunk.out);
+            let key_start = chunk.keys.len();
+            for u in &plan.unique {
+                chunk.keys.push(key_hash(&u.fields, &sc.cells, &sc.text));
+            }
+            chunk.rows.push(RowOutcome::Written {
+                end: chunk.out.len(),
+                key_start,
+            });
+        } else {
+            chunk.rows.push(RowOutcome::Rejected(chunk.rejects.len()));
+            chunk.rejects.push(Reject {
+                number: m.number,
+                line: m.line,
+                byte: m.byte,
+                errors: std::mem::take(&mut sc.errors),
+                raw: batch.raw(m).to_vec(),
+                fatal: fatal || plan.strict,
+            });
+        }
+    }
+    chunk
+}
+
+/// The output text of some fields of one record, joined by `|`: quoted in duplicate-key rejects.
+pub fn key_text(plan: &EntityPlan, batch: &Batch, m: &RecordMeta, fields: &[usize]) -> String {
+    let mut sc = Scratch::default();
+    let mut strs = Vec::new();
+    map_record(plan, batch, m, &mut strs, &mut sc);
+    fields
+        .iter()
+        .map(|&i| sc.cells.get(i).and_then(|c| c.text(&sc.text)).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// 128-bit hash of the key fields' output text; 0 if any is null.
+fn key_hash(fields: &[usize], cells: &[Cell], text: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for &i in fields {
+        match cells[i].text(text) {
+            Some(t) => {
+                h.update(&(t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => return 0,
+        }
+    }
+    h.digest128().max(1)
+}
+
+/// Maps one record into `sc.cells`/`sc.text`, or errors into `sc.errors`. Returns true if the record's
+/// problem must stop the run (`ragged = "fail"`).
+fn map_record<'b>(
+    plan: &EntityPlan,
+    batch: &'b Batch,
+    m: &RecordMeta,
+    strs: &mut Vec<&'b str>,
+    sc: &mut Scratch,
+) -> bool {
+    sc.text.clear();
+    sc.cells.clear();
+    strs.clear();
+    if let Some(msg) = &m.malformed {
+        sc.errors.push(FieldError {
+            field: String::new(),
+            value: String::new(),
+            code: RejectCode::Malformed,
+            message: msg.clone(),
+        });
+        return false;
+    }
+    let width = plan.header.len();
+    if m.n_fields != width {
+        let extra_empty = m.n_fields > width && (width..m.n_fields).all(|i| batch.field(m, i).is_empty());
+        let padded = plan.ragged == Ragged::Pad && (m.n_fields < width || extra_empty);
+        if !padded {
+            sc.errors.push(FieldError {
+                field: String::new(),
+                value: String::new(),
+                code: RejectCode::FieldCount,
+                message: format!("expected {width} fields, found {}", m.n_fields),
+            });
+            return plan.ragged == Ragged::Fail;
+        }
+    }
+    for i in 0..m.n_fields.min(width) {
+        match std::str::from_utf8(batch.field(m, i)) {
+            Ok(s) => strs.push(s),
+            Err(e) => {
+                let bytes = batch.field(m, i);
+                sc.errors.push(FieldError {
+                    field: plan.header.get(i).cloned().unwrap_or_default(),
+                    value: String::from_utf8_lossy(bytes).into_owned(),
+                    code: RejectCode::Encoding,
+                    message: format!(
+                        "invalid UTF-8 at byte {} of the value (is the file's encoding declared?)",
+                        e.valid_up_to()
+                    ),
+                });
+                return false;
+            }
+        }
+    }
+    for f in &plan.fields {
+        let start = sc.text.len();
+        match field_value(plan, f, strs) {
+            Ok(Some(v)) => {
+                let res = cast_value(f, &v, &mut sc.text)
+                    .map_err(|m| (RejectCode::Type, m))
+                    .and_then(|()| check_constraints(f, &sc.text[start..]));
+                match res {
+                    Ok(()) => sc.cells.push(Cell::of(f.ty, start, sc.text.len(), &sc.text)),
+                    Err((code, message)) => {
+                        sc.text.truncate(start);
+                        sc.errors.push(FieldError {
+                            field: f.name.clone(),
+                            value: v.into_owned(),
+                            code,
+                            message,
+                        });
+                        sc.cells.push(Cell::Null);
+                    }
+                }
+            }
+            Ok(None) => {
+                if f.required {
+                    sc.errors.push(FieldError {
+                        field: f.name.clone(),
+                        value: String::new(),
+                        code: RejectCode::Required,
+                        message: "a value is required".into(),
+                    });
+                }
+                sc.cells.push(Cell::Null);
+            }
+            Err(e) => {
+                sc.errors.push(e);
+                sc.cells.push(Cell::Null);
+            }
+        }
+    }
+    false
+}
+
+/// The field's value before the cast: read, null handling, transforms, value map, default.
+fn field_value<'a>(plan: &'a EntityPlan, f: &'a FieldPlan, strs: &[&'a str]) -> Result<Option<Cow<'a, str>>, FieldError> {
+    let is_null = |s: &str| plan.null.iter().any(|n| n == s);
+    let raw: Option<Cow<'a, str>> = match &f.input {
+        Input::Column(i) => strs.get(*i).copied().filter(|s| !is_null(s)).map(Cow::Borrowed),
+        Input::Const(v) => Some(Cow::Borrowed(v.as_str())),
+        Input::Template(parts) => {
+            let mut s = String::new();
+            let mut any = false;
+            for p in parts {
+                match p {
+                    Part::Lit(l) => s.push_str(l),
+                    Part::Col(i) => {
+                        if let Some(v) = strs.get(*i).filter(|v| !is_null(v)) {
+                            s.push_str(v);
+                            any = true;
+                        }
+                    }
+                }
+            }
+            any.then_some(Cow::Owned(s))
+        }
+    };
+    let mut v = match raw {
+        Some(mut v) => {
+            for step in &f.steps {
+                v = apply(step, v);
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    if let (Some(map), Some(val)) = (&f.map, &v) {
+        match map.get(val.as_ref()) {
+            Some(t) => v = Some(Cow::Borrowed(t.as_str())),
+            None => match f.unmapped {
+                Unmapped::Keep => {}
+                Unmapped::Null => v = None,
+                Unmapped::Default => v = f.default.as_deref().map(Cow::Borrowed),
+                Unmapped::Reject => {
+                    let mut known: Vec<&str> = map.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    known.truncate(8);
+                    return Err(FieldError {
+                        field: f.name.clone(),
+                        value: val.to_string(),
+                        code: RejectCode::Unmapped,
+                        message: format!("value {:?} is not in the value map (known: {})", val, known.join(", ")),
+                    });
+                }
+            },
+        }
+    }
+    if v.is_none() {
+        v = f.default.as_deref().map(Cow::Borrowed);
+    }
+    Ok(v)
+}
+
+fn apply<'a>(step: &Step, v: Cow<'a, str>) -> Cow<'a, str> {
+    match step {
+        Step::Trim => match v {
+            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+        },
+        Step::Lower => {
+            if v.chars().any(char::is_uppercase) {
+                Cow::Owned(v.to_lowercase())
+            } else {
+                v
+            }
+        }
+        Step::Upper => {
+            if v.chars().any(char::is_lowercase) {
+                Cow::Owned(v.to_uppercase())
+            } else {
+                v
+            }
+        }
+        Step::CollapseWhitespace => {
+            let t = v.trim();
+            let tidy = !t.as_bytes().windows(2).any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
+                && !t.chars().any(|c| c.is_whitespace() && c != ' ');
+            if tidy {
+                match v {
+                    Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                    Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                }
+            } else {
+                Cow::Owned(t.split_whitespace().collect::<Vec<_>>().join(" "))
+            }
+        }
+        Step::Replace(re, rep) => match re.replace_all(&v, rep.as_str()) {
+            Cow::Borrowed(_) => v,
+            Cow::Owned(o) => Cow::Owned(o),
+        },
+    }
+}
+
+/// Casts a value with the field's compiled cast, writing the normalized text.
+pub fn cast_value(f: &FieldPlan, v: &str, out: &mut String) -> Result<(), String> {
+    match &f.cast {
+        Cast::Text => {
+            out.push_str(v);
+            Ok(())
+        }
+        Cast::Integer(nf) => cast::integer(v, nf, out),
+        Cast::Decimal {
+            precision,
+            scale,
+            round,
+            nf,
+        } => cast::decimal(v, *precision, *scale, *round, nf, out),
+        Cast::Float(nf) => cast::float(v, nf, out),
+        Cast::Boolean(w) => cast::boolean(v, w).map(|b| out.push_str(if b { "true" } else { "false" })),
+        Cast::Temporal(t) => t.cast(v, out),
+        Cast::Uuid => cast::uuid(v, out),
+        Cast::Json => cast::json(v, out),
+    }
+}
+
+/// Checks max_length and pattern on the output text.
+pub fn check_constraints(f: &FieldPlan, text: &str) -> Result<(), (RejectCode, String)> {
+    if let Some(max) = f.max_length {
+        // Counting chars only when the byte length could exceed the limit keeps ASCII text cheap.
+        if text.len() > max {
+            let n = text.chars().count();
+            if n > max {
+                return Err((
+                    RejectCode::MaxLength,
+                    format!("expected text of at most {max} characters, got {n}"),
+                ));
+            }
+        }
+    }
+    if let Some(re) = &f.pattern {
+        if !re.is_match(text) {
+            let shown = re.as_str();
+            let shown = shown.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(shown);
+            return Err((RejectCode::Pattern, format!("{text:?} does not match the pattern {shown:?}")));
+        }
+    }
+    Ok(())
+}

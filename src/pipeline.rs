@@ -1,0 +1,219 @@
+//! The batch driver for one input file: a reader thread fills batches, rayon maps each batch in ordered
+//! chunks, and this thread checks uniqueness and writes rows and rejects in input order. Chunk sizes do not
+//! depend on the thread count, and results are consumed in order, so output bytes never do either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+
+use crate::error::{FatalError, FieldError, Position, RejectCode};
+use crate::map::{key_text, map_chunk, MappedChunk, Reject, RowOutcome};
+use crate::plan::EntityPlan;
+use crate::read::csv::{Batch, CsvReader};
+use crate::write::{RejectsWriter, RowWriter};
+
+/// Records per chunk handed to one rayon task.
+const CHUNK_RECORDS: usize = 512;
+/// A batch is sent on when it holds this many records or field bytes.
+const BATCH_RECORDS: usize = 16 * 1024;
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Keys are already 128-bit hashes: hashing them again would be wasted work.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type KeyMap = HashMap<u128, u64, BuildHasherDefault<KeyHasher>>;
+
+/// Counts and uniqueness state of one entity, across all its input files.
+#[derive(Default)]
+pub struct EntityState {
+    seen: Vec<KeyMap>,
+    pub read: u64,
+    pub written: u64,
+    pub rejected: u64,
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+/// Where rejects go: a rejects file, or nowhere because any reject is fatal.
+pub enum RejectSink<'a> {
+    File(&'a mut RejectsWriter),
+    Fatal,
+}
+
+/// Maps every record of one opened file into `writer`.
+pub fn pump<R: Read + Send>(
+    mut reader: CsvReader<R>,
+    plan: &EntityPlan,
+    display: &str,
+    pool: &rayon::ThreadPool,
+    writer: &mut RowWriter,
+    mut rejects: RejectSink<'_>,
+    state: &mut EntityState,
+) -> Result<(), FatalError> {
+    if state.seen.len() < plan.unique.len() {
+        state.seen.resize_with(plan.unique.len(), KeyMap::default);
+    }
+    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, FatalError>>(2);
+    let (free_tx, free_rx) = mpsc::channel::<Batch>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || loop {
+            let mut b = free_rx.try_recv().unwrap_or_default();
+            b.clear();
+            let mut more = true;
+            while b.len() < BATCH_RECORDS && b.data.len() < BATCH_BYTES {
+                match reader.read_record(&mut b) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        more = false;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = full_tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if !b.is_empty() && full_tx.send(Ok(b)).is_err() {
+                return;
+            }
+            if !more {
+                return;
+            }
+        });
+        let mut outs: Vec<MappedChunk> = Vec::new();
+        for msg in full_rx {
+            let batch = msg?;
+            pool.install(|| {
+                batch
+                    .records
+                    .par_chunks(CHUNK_RECORDS)
+                    .map(|recs| map_chunk(plan, &batch, recs))
+                    .collect_into_vec(&mut outs)
+            });
+            for (c, chunk) in outs.iter().enumerate() {
+                write_chunk(plan, display, &batch, c * CHUNK_RECORDS, chunk, writer, &mut rejects, state)?;
+            }
+            let _ = free_tx.send(batch);
+        }
+        Ok(())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_chunk(
+    plan: &EntityPlan,
+    display: &str,
+    batch: &Batch,
+    base: usize,
+    chunk: &MappedChunk,
+    writer: &mut RowWriter,
+    rejects: &mut RejectSink<'_>,
+    state: &mut EntityState,
+) -> Result<(), FatalError> {
+    let n = chunk.rows.len() as u64;
+    state.read += n;
+    // Fast path: nothing to check row by row.
+    if chunk.rejects.is_empty() && plan.unique.is_empty() && !writer.per_row() {
+        state.written += n;
+        return writer.write_rows(&chunk.out, n);
+    }
+    let mut prev = 0;
+    for (k, row) in chunk.rows.iter().enumerate() {
+        match row {
+            RowOutcome::Written { end, key_start } => {
+                let bytes = &chunk.out[prev..*end];
+                prev = *end;
+                let m = &batch.records[base + k];
+                let keys = &chunk.keys[*key_start..*key_start + plan.unique.len()];
+                let dup = keys.iter().enumerate().find_map(|(u, key)| {
+                    (*key != 0).then(|| state.seen[u].get(key).map(|first| (u, *first))).flatten()
+                });
+                if let Some((u, first)) = dup {
+                    let r = Reject {
+                        number: m.number,
+                        line: m.line,
+                        byte: m.byte,
+                        errors: vec![FieldError {
+                            field: plan.unique[u]
+                                .fields
+                                .iter()
+                                .map(|&i| plan.fields[i].name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            value: key_text(plan, batch, m, &plan.unique[u].fields),
+                            code: RejectCode::Duplicate,
+                            message: format!("duplicate value for the {} (first seen in record {first})", plan.unique[u].label),
+                        }],
+                        raw: batch.raw(m).to_vec(),
+                        fatal: plan.strict,
+                    };
+                    reject(plan, display, &r, rejects, state)?;
+                    continue;
+                }
+                for (u, key) in keys.iter().enumerate() {
+                    if *key != 0 {
+                        state.seen[u].insert(*key, m.number);
+                    }
+                }
+                state.written += 1;
+                writer.write_row(bytes)?;
+            }
+            RowOutcome::Rejected(i) => reject(plan, display, &chunk.rejects[*i], rejects, state)?,
+        }
+    }
+    Ok(())
+}
+
+fn reject(
+    plan: &EntityPlan,
+    display: &str,
+    r: &Reject,
+    sink: &mut RejectSink<'_>,
+    state: &mut EntityState,
+) -> Result<(), FatalError> {
+    let first = r.errors.first();
+    if r.fatal || matches!(sink, RejectSink::Fatal) {
+        let msg = first
+            .map(|e| {
+                if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("field {:?}: {}", e.field, e.message)
+                }
+            })
+            .unwrap_or_default();
+        return Err(FatalError::BadRecord {
+            pos: Position {
+                file: display.to_string(),
+                record: r.number,
+                line: r.line,
+                byte: r.byte,
+            },
+            message: format!("{msg} (entity {:?})", plan.name),
+        });
+    }
+    state.rejected += 1;
+    let code = first.map(|e| e.code.as_str()).unwrap_or("malformed");
+    *state.by_reason.entry(code.to_string()).or_default() += 1;
+    if let RejectSink::File(w) = sink {
+        w.write(display, r)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,459 @@
+//! Compiles a mapping against a source header into a plan: column indices, compiled casts, regexes and
+//! value maps. Per-record code never looks a name up or reads a format string. Compiling also validates:
+//! every problem is collected with its key path, so `crm-etl check` can show them all at once.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use crate::cast::{BoolWords, NumberFormat};
+use crate::datetime::{Kind, TemporalCast};
+use crate::error::{hint, SpecErrors};
+use crate::spec::{Entity, Field, OutputFormat, Ragged, Source, Transform, Unmapped};
+use crate::types::FieldType;
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A column, by index in the header.
+    Column(usize),
+    /// The same text for every record.
+    Const(String),
+    /// Text and columns, concatenated.
+    Template(Vec<Part>),
+}
+
+/// A piece of a template.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Lit(String),
+    Col(usize),
+}
+
+/// A compiled cleaning step.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Trim,
+    Lower,
+    Upper,
+    CollapseWhitespace,
+    Replace(Regex, String),
+}
+
+/// A compiled cast.
+#[derive(Debug, Clone)]
+pub enum Cast {
+    Text,
+    Integer(NumberFormat),
+    Decimal {
+        precision: u8,
+        scale: u8,
+        round: bool,
+        nf: NumberFormat,
+    },
+    Float(NumberFormat),
+    Boolean(BoolWords),
+    Temporal(Box<TemporalCast>),
+    Uuid,
+    Json,
+}
+
+/// One compiled target field.
+#[derive(Debug, Clone)]
+pub struct FieldPlan {
+    pub name: String,
+    pub ty: FieldType,
+    pub input: Input,
+    pub steps: Vec<Step>,
+    pub map: Option<HashMap<String, String>>,
+    pub unmapped: Unmapped,
+    pub default: Option<String>,
+    pub required: bool,
+    pub cast: Cast,
+    pub max_length: Option<usize>,
+    pub pattern: Option<Regex>,
+}
+
+/// Fields whose values, together, must not repeat.
+#[derive(Debug, Clone)]
+pub struct UniqueSet {
+    /// `primary key (a, b)` or `unique field "email"`, for messages.
+    pub label: String,
+    pub fields: Vec<usize>,
+}
+
+/// Everything needed to map one entity's records, resolved against one header.
+#[derive(Debug, Clone)]
+pub struct EntityPlan {
+    pub name: String,
+    pub source: String,
+    pub format: OutputFormat,
+    pub fields: Vec<FieldPlan>,
+    pub unique: Vec<UniqueSet>,
+    pub header: Vec<String>,
+    pub ragged: Ragged,
+    pub null: Vec<String>,
+    /// Write empty strings as `""` in CSV so they differ from null (off for `convert`, which has no nulls).
+    pub quote_empty: bool,
+    /// Any reject is a fatal error (for `convert`, which has no rejects file).
+    pub strict: bool,
+}
+
+/// Whether an entity or output name is safe as a file name everywhere (and in `checksums.b3`).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Compiles an entity. `header` is `None` when the source could not be opened: column names are then not
+/// checked. `at` is the key path of the entity (`entities[0]`).
+pub fn compile_entity(
+    entity: &Entity,
+    source: &Source,
+    header: Option<&[String]>,
+    file_label: &str,
+    at: &str,
+    errors: &mut SpecErrors,
+) -> Option<EntityPlan> {
+    let before = errors.0.len();
+    if !valid_name(&entity.name) {
+        errors.push(
+            format!("{at}.name"),
+            format!("{:?} is not a usable table name: use letters, digits, `_`, `-` and `.`", entity.name),
+        );
+    }
+    if entity.fields.is_empty() {
+        errors.push(format!("{at}.fields"), "an entity needs at least one field");
+    }
+    let mut fields = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, f) in entity.fields.iter().enumerate() {
+        let fat = format!("{at}.fields[{j}]");
+        if let Some(prev) = seen.insert(f.name.as_str(), j) {
+            errors.push(format!("{fat}.name"), format!("field {:?} is already defined at fields[{prev}]", f.name));
+        }
+        if f.name.is_empty() {
+            errors.push(format!("{fat}.name"), "a field needs a name");
+        }
+        let required = f.required || entity.primary_key.contains(&f.name);
+        if let Some(fp) = compile_field(f, required, header, file_label, &fat, errors) {
+            fields.push(fp);
+        }
+    }
+    let mut unique = Vec::new();
+    if !entity.primary_key.is_empty() {
+        let mut idx = Vec::new();
+        for k in &entity.primary_key {
+            match entity.fields.iter().position(|f| &f.name == k) {
+                Some(i) => idx.push(i),
+                None => errors.push(
+                    format!("{at}.primary_key"),
+                    format!(
+                        "no field named {k:?}{}",
+                        hint(k, entity.fields.iter().map(|f| f.name.as_str()))
+                    ),
+                ),
+            }
+        }
+        unique.push(UniqueSet {
+            label: format!("primary key ({})", entity.primary_key.join(", ")),
+            fields: idx,
+        });
+    }
+    for (i, f) in entity.fields.iter().enumerate() {
+        if f.unique && !(entity.primary_key.len() == 1 && entity.primary_key[0] == f.name) {
+            unique.push(UniqueSet {
+                label: format!("unique field {:?}", f.name),
+                fields: vec![i],
+            });
+        }
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(EntityPlan {
+        name: entity.name.clone(),
+        source: entity.source.clone(),
+        format: entity.format.unwrap_or_default(),
+        fields,
+        unique,
+        header: header.map(<[String]>::to_vec).unwrap_or_default(),
+        ragged: source.csv.ragged,
+        null: source.null.clone(),
+        quote_empty: true,
+        strict: false,
+    })
+}
+
+fn column_index(
+    name: &str,
+    header: Option<&[String]>,
+    file_label: &str,
+    key: &str,
+    errors: &mut SpecErrors,
+) -> usize {
+    let Some(header) = header else { return 0 };
+    match header.iter().position(|h| h == name) {
+        Some(i) => {
+            let count = header.iter().filter(|h| *h == name).count();
+            if count > 1 {
+                errors.push(
+                    key,
+                    format!("column {name:?} appears {count} times in the header of {file_label}, so it is ambiguous"),
+                );
+            }
+            i
+        }
+        None => {
+            errors.push(
+                key,
+                format!(
+                    "unknown column {name:?} in the header of {file_label}{}",
+                    hint(name, header.iter().map(String::as_str))
+                ),
+            );
+            0
+        }
+    }
+}
+
+fn compile_field(
+    f: &Field,
+    required: bool,
+    header: Option<&[String]>,
+    file_label: &str,
+    at: &str,
+    errors: &mut SpecErrors,
+) -> Option<FieldPlan> {
+    let before = errors.0.len();
+    let sources = [f.column.is_some(), f.value.is_some(), f.template.is_some()];
+    let input = match (&f.column, &f.value, &f.template) {
+        _ if sources.iter().filter(|s| **s).count() != 1 => {
+            errors.push(at.to_string(), format!("field {:?} needs exactly one of `column`, `value` and `template`", f.name));
+            Input::Const(String::new())
+        }
+        (Some(c), _, _) => Input::Column(column_index(c, header, file_label, &format!("{at}.column"), errors)),
+        (_, Some(v), _) => Input::Const(v.clone()),
+        (_, _, t) => match parse_template(t.as_deref().unwrap_or_default()) {
+            Ok(parts) => Input::Template(
+                parts
+                    .into_iter()
+                    .map(|p| match p {
+                        TemplatePart::Lit(s) => Part::Lit(s),
+                        TemplatePart::Col(c) => {
+                            Part::Col(column_index(&c, header, file_label, &format!("{at}.template"), errors))
+                        }
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                errors.push(format!("{at}.template"), e);
+                Input::Const(String::new())
+            }
+        },
+    };
+    let ty = match FieldType::parse(&f.type_name) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("{at}.type"), e);
+            FieldType::Text
+        }
+    };
+    let nf = number_format(f, at, errors);
+    let only = |errors: &mut SpecErrors, key: &str, set: bool, ok: bool, types: &str| {
+        if set && !ok {
+            errors.push(format!("{at}.{key}"), format!("`{key}` applies only to {types}, not to {ty}"));
+        }
+    };
+    let numeric = matches!(ty, FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float);
+    only(errors, "formats", f.formats.is_some(), ty.is_temporal(), "date and time types");
+    only(errors, "timezone", f.timezone.is_some(), ty == FieldType::TimestampTz, "timestamptz");
+    only(errors, "true_values", f.true_values.is_some(), ty == FieldType::Boolean, "boolean");
+    only(errors, "false_values", f.false_values.is_some(), ty == FieldType::Boolean, "boolean");
+    only(errors, "decimal_separator", f.decimal_separator.is_some(), numeric, "numbers");
+    only(errors, "thousands_separator", f.thousands_separator.is_some(), numeric, "numbers");
+    only(errors, "round", f.round, matches!(ty, FieldType::Decimal { .. }), "decimal");
+    let cast = match ty {
+        FieldType::Text => Cast::Text,
+        FieldType::Integer => Cast::Integer(nf),
+        FieldType::Decimal { precision, scale } => Cast::Decimal {
+            precision,
+            scale,
+            round: f.round,
+            nf,
+        },
+        FieldType::Float => Cast::Float(nf),
+        FieldType::Boolean => {
+            let mut w = BoolWords::default();
+            if let Some(t) = &f.true_values {
+                w.truthy = t.clone();
+            }
+            if let Some(fv) = &f.false_values {
+                w.falsy = fv.clone();
+            }
+            let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+            if lower(&w.truthy).iter().any(|t| lower(&w.falsy).contains(t)) {
+                errors.push(format!("{at}.true_values"), "a word is both a true and a false value");
+            }
+            Cast::Boolean(w)
+        }
+        FieldType::Date | FieldType::Time | FieldType::Timestamp | FieldType::TimestampTz => {
+            let kind = match ty {
+                FieldType::Date => Kind::Date,
+                FieldType::Time => Kind::Time,
+                FieldType::Timestamp => Kind::Timestamp,
+                _ => Kind::TimestampTz,
+            };
+            let formats: Vec<String> = match &f.formats {
+                Some(v) if v.is_empty() => {
+                    errors.push(format!("{at}.formats"), "give at least one format, or leave `formats` out");
+                    Vec::new()
+                }
+                Some(v) => v.clone(),
+                None => TemporalCast::default_formats(kind).iter().map(|s| s.to_string()).collect(),
+            };
+            match TemporalCast::compile(kind, &formats, f.timezone.as_deref(), f.ambiguous) {
+                Ok(c) => Cast::Temporal(Box::new(c)),
+                Err(es) => {
+                    for e in es {
+                        errors.push(format!("{at}.formats"), e);
+                    }
+                    Cast::Text
+                }
+            }
+        }
+        FieldType::Uuid => Cast::Uuid,
+        FieldType::Json => Cast::Json,
+    };
+    let mut steps = Vec::new();
+    for (k, t) in f.transforms.iter().enumerate() {
+        steps.push(match t {
+            Transform::Trim => Step::Trim,
+            Transform::Lower => Step::Lower,
+            Transform::Upper => Step::Upper,
+            Transform::CollapseWhitespace => Step::CollapseWhitespace,
+            Transform::RegexReplace { pattern, replacement } => match Regex::new(pattern) {
+                Ok(re) => Step::Replace(re, replacement.clone()),
+                Err(e) => {
+                    errors.push(format!("{at}.transforms[{k}].regex_replace.pattern"), format!("bad regular expression: {e}"));
+                    continue;
+                }
+            },
+        });
+    }
+    let pattern = f.pattern.as_ref().and_then(|p| match Regex::new(&format!("^(?:{p})$")) {
+        Ok(re) => Some(re),
+        Err(e) => {
+            errors.push(format!("{at}.pattern"), format!("bad regular expression: {e}"));
+            None
+        }
+    });
+    if f.unmapped != Unmapped::Reject && f.map.is_none() {
+        errors.push(format!("{at}.unmapped"), "`unmapped` needs a value `map`");
+    }
+    if f.unmapped == Unmapped::Default && f.default.is_none() {
+        errors.push(format!("{at}.default"), "unmapped = \"default\" needs a `default` value");
+    }
+    if f.max_length == Some(0) {
+        errors.push(format!("{at}.max_length"), "must be at least 1");
+    }
+    let plan = FieldPlan {
+        name: f.name.clone(),
+        ty,
+        input,
+        steps,
+        map: f.map.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        unmapped: f.unmapped,
+        default: f.default.clone(),
+        required,
+        cast,
+        max_length: f.max_length,
+        pattern,
+    };
+    // A default that fails its own field's cast or constraints would reject records for no visible reason.
+    if let Some(d) = &f.default {
+        let mut out = String::new();
+        if let Err(e) = crate::map::cast_value(&plan, d, &mut out) {
+            errors.push(format!("{at}.default"), format!("the default does not fit the field: {e}"));
+        } else if let Err(e) = crate::map::check_constraints(&plan, &out) {
+            errors.push(format!("{at}.default"), format!("the default does not fit the field: {}", e.1));
+        }
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(plan)
+}
+
+fn number_format(f: &Field, at: &str, errors: &mut SpecErrors) -> NumberFormat {
+    let mut nf = NumberFormat::default();
+    let mut one = |key: &str, v: &str| -> Option<char> {
+        let mut cs = v.chars();
+        match (cs.next(), cs.next()) {
+            (Some(c), None) if !c.is_ascii_digit() && c != '-' && c != '+' => Some(c),
+            _ => {
+                errors.push(format!("{at}.{key}"), format!("expected one character that is not a digit or sign, got {v:?}"));
+                None
+            }
+        }
+    };
+    if let Some(d) = f.decimal_separator.as_deref().and_then(|v| one("decimal_separator", v)) {
+        nf.decimal_separator = d;
+    }
+    nf.thousands_separator = f.thousands_separator.as_deref().and_then(|v| one("thousands_separator", v));
+    if nf.thousands_separator == Some(nf.decimal_separator) {
+        errors.push(format!("{at}.thousands_separator"), "the same character as the decimal separator");
+    }
+    nf
+}
+
+enum TemplatePart {
+    Lit(String),
+    Col(String),
+}
+
+fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => return Err(format!("unclosed `{{` in template {t:?}")),
+                    }
+                }
+                if name.is_empty() {
+                    return Err(format!("empty `{{}}` in template {t:?}"));
+                }
+                if !lit.is_empty() {
+                    parts.push(TemplatePart::Lit(std::mem::take(&mut lit)));
+                }
+                parts.push(TemplatePart::Col(name));
+            }
+            '}' => return Err(format!("lone `}}` in template {t:?} (write `}}}}` for a brace)")),
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        parts.push(TemplatePart::Lit(lit));
+    }
+    if !parts.iter().any(|p| matches!(p, TemplatePart::Col(_))) {
+        return Err(format!("template {t:?} names no column; use `value` for a constant"));
+    }
+    Ok(parts)
+}

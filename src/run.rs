@@ -1,0 +1,289 @@
+//! `crm-etl run`: every entity of a mapping, in order, from its source files to its output file, then the
+//! checksums and, last, the manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{FatalError, SpecErrors};
+use crate::load;
+use crate::manifest::{self, EntityEntry, FileRef, InputEntry, Manifest, OutputEntry};
+use crate::pipeline::{pump, EntityState, RejectSink};
+use crate::plan::compile_entity;
+use crate::read::{compile_dialect, expand, open_csv};
+use crate::spec::{Mapping, OutputFormat};
+use crate::write::{encode, AtomicFile, RejectsWriter, RowWriter, Sink};
+
+/// What a run was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mapping: PathBuf,
+    pub out: PathBuf,
+    pub threads: usize,
+    pub format: Option<OutputFormat>,
+    pub max_rejects: u64,
+}
+
+/// The outcome of a complete run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub manifest: Manifest,
+    /// More records were rejected than allowed: exit code 1.
+    pub over_limit: bool,
+}
+
+/// Validates the parts of a mapping that need no input file; all problems at once.
+pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
+    if m.version != 1 {
+        errors.push("version", format!("unknown mapping version {}; only 1 exists", m.version));
+    }
+    if m.entities.is_empty() {
+        errors.push("entities", "the mapping defines no entity");
+    }
+    for (name, s) in &m.sources {
+        if let Err(es) = compile_dialect(&s.csv) {
+            for (k, msg) in es {
+                errors.push(format!("sources.{name}.csv.{k}"), msg);
+            }
+        }
+    }
+    let mut names = BTreeMap::new();
+    for (i, e) in m.entities.iter().enumerate() {
+        if let Some(prev) = names.insert(e.name.to_lowercase(), i) {
+            errors.push(
+                format!("entities[{i}].name"),
+                format!("entity {:?} is already defined at entities[{prev}] (names are compared without case, since they become file names)", e.name),
+            );
+        }
+        if !m.sources.contains_key(&e.source) {
+            errors.push(
+                format!("entities[{i}].source"),
+                format!(
+                    "unknown source {:?}{}",
+                    e.source,
+                    crate::error::hint(&e.source, m.sources.keys().map(String::as_str))
+                ),
+            );
+        }
+    }
+}
+
+/// Shows a path relative to the mapping's folder when it lies inside it.
+fn display_path(base: &Path, p: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).to_string_lossy().replace('\\', "/")
+}
+
+/// Makes the output folder ready: new, empty, or holding an earlier run, whose files are removed (the
+/// manifest first, so an interrupted run never leaves a manifest vouching for mixed files).
+fn prepare_out(out: &Path) -> Result<(), FatalError> {
+    if !out.exists() {
+        return std::fs::create_dir_all(out).map_err(|e| FatalError::io(out, e));
+    }
+    if !out.is_dir() {
+        return Err(FatalError::Usage(format!("--out {}: not a folder", out.display())));
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|e| FatalError::io(out, e))?.peekable();
+    if entries.peek().is_none() {
+        return Ok(());
+    }
+    let manifest = out.join(manifest::MANIFEST);
+    let sums = out.join(manifest::CHECKSUMS);
+    if !manifest.exists() && !sums.exists() {
+        return Err(FatalError::Usage(format!(
+            "--out {}: the folder is not empty and holds no earlier crm-etl run; refusing to mix files (choose an empty or new folder)",
+            out.display()
+        )));
+    }
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).map_err(|e| FatalError::io(&manifest, e))?;
+    }
+    if let Ok(text) = std::fs::read_to_string(&sums) {
+        if let Ok(entries) = manifest::parse_checksums(&text) {
+            for (_, p) in entries {
+                let _ = std::fs::remove_file(out.join(p));
+            }
+        }
+        std::fs::remove_file(&sums).map_err(|e| FatalError::io(&sums, e))?;
+    }
+    Ok(())
+}
+
+/// Runs a mapping to completion.
+pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
+    let started = jiff::Timestamp::now();
+    let loaded = load::load(&opts.mapping)?;
+    let m = &loaded.mapping;
+    let mut errors = SpecErrors::default();
+    validate_static(m, &mut errors);
+    if !errors.is_empty() {
+        return Err(FatalError::Spec(errors));
+    }
+    let base = opts.mapping.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
+    prepare_out(&opts.out)?;
+
+    let mut inputs: Vec<InputEntry> = Vec::new();
+    let mut outputs: Vec<OutputEntry> = Vec::new();
+    let mut entities: Vec<EntityEntry> = Vec::new();
+    for (i, entity) in m.entities.iter().enumerate() {
+        let source = &m.sources[&entity.source];
+        let dialect = compile_dialect(&source.csv)
+            .map_err(|_| FatalError::Internal("dialect validated earlier".into()))?;
+        let files = expand(&base, &source.path).map_err(FatalError::Usage)?;
+        if files.is_empty() {
+            return Err(FatalError::NoInput {
+                source_name: entity.source.clone(),
+                pattern: display_path(&base, &base.join(&source.path)),
+            });
+        }
+        let format = opts.format.or(entity.format).unwrap_or_default();
+        let out_name = format!("{}.{}", entity.name, format.extension());
+        let rejects_name = format!("rejects/{}.csv", entity.name);
+        let mut writer: Option<RowWriter> = None;
+        let mut rejects = RejectsWriter::new(opts.out.join(&rejects_name));
+        let mut state = EntityState::default();
+        for file in &files {
+            let display = display_path(&base, file);
+            let opened = open_csv(file, &display, source.encoding, &dialect, &source.csv)?;
+            let mut errs = SpecErrors::default();
+            let plan = compile_entity(entity, source, Some(&opened.header), &display, &format!("entities[{i}]"), &mut errs);
+            let Some(mut plan) = plan.filter(|_| errs.is_empty()) else {
+                return Err(FatalError::Spec(errs));
+            };
+            plan.format = format;
+            if writer.is_none() {
+                let sink = Sink::File(AtomicFile::create(&opts.out.join(&out_name))?);
+                writer = Some(RowWriter::new(sink, format, &encode::header(&plan))?);
+            }
+            let w = writer.as_mut().ok_or_else(|| FatalError::Internal("writer".into()))?;
+            pump(opened.reader, &plan, &display, &pool, w, RejectSink::File(&mut rejects), &mut state)?;
+            let (bytes, blake3) = opened.hash.result();
+            if !inputs.iter().any(|x| x.path == display) {
+                inputs.push(InputEntry {
+                    path: display,
+                    bytes,
+                    blake3,
+                    encoding: opened.sniffed.to_string(),
+                });
+            }
+        }
+        let writer = writer.ok_or_else(|| FatalError::Internal("no writer".into()))?;
+        let rows = writer.rows;
+        if let Some((bytes, blake3)) = writer.finish()? {
+            outputs.push(OutputEntry {
+                path: out_name.clone(),
+                bytes,
+                rows,
+                blake3,
+            });
+        }
+        let reject_rows = rejects.rows;
+        let rejects_file = match rejects.finish()? {
+            Some((bytes, blake3)) => {
+                outputs.push(OutputEntry {
+                    path: rejects_name.clone(),
+                    bytes,
+                    rows: reject_rows,
+                    blake3,
+                });
+                Some(rejects_name)
+            }
+            None => None,
+        };
+        if state.read != state.written + state.rejected {
+            return Err(FatalError::Internal(format!(
+                "entity {:?}: read {} != written {} + rejected {}",
+                entity.name, state.read, state.written, state.rejected
+            )));
+        }
+        entities.push(EntityEntry {
+            name: entity.name.clone(),
+            source: entity.source.clone(),
+            format: format.extension().to_string(),
+            output: out_name,
+            read: state.read,
+            written: state.written,
+            rejected: state.rejected,
+            rejects_by_reason: state.by_reason,
+            rejects_file,
+        });
+    }
+    let checksums = manifest::write_checksums(&opts.out, &outputs)?;
+    let read = entities.iter().map(|e| e.read).sum();
+    let written = entities.iter().map(|e| e.written).sum();
+    let rejected: u64 = entities.iter().map(|e| e.rejected).sum();
+    let over_limit = rejected > opts.max_rejects;
+    let manifest = Manifest {
+        tool: "crm-etl".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        mapping: FileRef {
+            path: opts.mapping.to_string_lossy().into_owned(),
+            blake3: loaded.blake3,
+        },
+        started_at: started.to_string(),
+        finished_at: jiff::Timestamp::now().to_string(),
+        threads: opts.threads,
+        inputs,
+        outputs,
+        entities,
+        read,
+        written,
+        rejected,
+        max_rejects: opts.max_rejects,
+        status: if over_limit { "rejects_over_limit" } else { "ok" }.into(),
+        checksums,
+    };
+    manifest::write_manifest(&opts.out, &manifest)?;
+    Ok(RunResult { manifest, over_limit })
+}
+
+/// `crm-etl check`: every problem of a mapping, including columns missing from the sources' headers.
+pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
+    let loaded = load::load(mapping)?;
+    let m = &loaded.mapping;
+    let mut errors = SpecErrors::default();
+    validate_static(m, &mut errors);
+    let base = mapping.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let mut notes = Vec::new();
+    for (i, entity) in m.entities.iter().enumerate() {
+        let Some(source) = m.sources.get(&entity.source) else { continue };
+        let at = format!("entities[{i}]");
+        let mut header = None;
+        let mut label = String::new();
+        if let Ok(dialect) = compile_dialect(&source.csv) {
+            match expand(&base, &source.path) {
+                Ok(files) if files.is_empty() => errors.push(
+                    format!("sources.{}.path", entity.source),
+                    format!("no file matches {:?}", source.path),
+                ),
+                Ok(files) => {
+                    label = display_path(&base, &files[0]);
+                    match open_csv(&files[0], &label, source.encoding, &dialect, &source.csv) {
+                        Ok(o) => {
+                            notes.push(format!(
+                                "source {:?}: {} file(s), {} columns, encoding {}",
+                                entity.source,
+                                files.len(),
+                                o.header.len(),
+                                o.sniffed
+                            ));
+                            header = Some(o.header);
+                        }
+                        Err(e) => errors.push(format!("sources.{}.path", entity.source), e.to_string()),
+                    }
+                }
+                Err(e) => errors.push(format!("sources.{}.path", entity.source), e),
+            }
+        }
+        compile_entity(entity, source, header.as_deref(), &label, &at, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(notes)
+    } else {
+        Err(FatalError::Spec(errors))
+    }
+}

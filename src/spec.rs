@@ -1,0 +1,338 @@
+//! The mapping file: serde types of the TOML a user writes. Their doc comments become the descriptions in
+//! `schemas/mapping.schema.json`, so they are written for the user.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A crm-etl mapping: where the exports are (sources) and which typed tables to make of them (entities).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Mapping {
+    /// Version of the mapping format. Only 1 exists.
+    #[serde(default = "one")]
+    pub version: u32,
+    /// Input files, by a name that entities refer to.
+    pub sources: BTreeMap<String, Source>,
+    /// Target tables, written in this order.
+    pub entities: Vec<Entity>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One input: a file, or several files of one shape matched by a glob.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Source {
+    /// Path or glob (`exports/Contact*.csv`), relative to the mapping file. Files matched by a glob are read
+    /// in sorted path order, each with its own header row.
+    pub path: String,
+    /// Input format.
+    #[serde(default)]
+    pub format: InputFormat,
+    /// Text encoding. `auto` detects a UTF-8, UTF-16 or UTF-32 byte-order mark and otherwise reads UTF-8;
+    /// the manifest says what was found.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Values read as null, compared with the whole field (after `csv.trim`). Default: only the empty field.
+    /// A common choice: `["", "NULL", "\\N"]`.
+    #[serde(default = "default_null")]
+    pub null: Vec<String>,
+    /// CSV dialect.
+    #[serde(default)]
+    pub csv: CsvDialect,
+}
+
+fn default_null() -> Vec<String> {
+    vec![String::new()]
+}
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// Delimited text, RFC 4180 and its common dialects.
+    #[default]
+    Csv,
+}
+
+/// Text encodings of an input file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum Encoding {
+    /// Detect a byte-order mark (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE); UTF-8 without one.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// UTF-8, with or without a byte-order mark. Records with invalid bytes are rejected.
+    #[serde(rename = "utf-8", alias = "utf8")]
+    Utf8,
+    /// UTF-16 little-endian, with or without a byte-order mark.
+    #[serde(rename = "utf-16le", alias = "utf16le")]
+    Utf16Le,
+    /// UTF-16 big-endian, with or without a byte-order mark.
+    #[serde(rename = "utf-16be", alias = "utf16be")]
+    Utf16Be,
+    /// Windows-1252 (what Excel on Windows writes as "ANSI" in western locales).
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+    /// ISO-8859-1 (Latin-1): every byte is the code point of the same number.
+    #[serde(rename = "iso-8859-1", alias = "latin1")]
+    Iso88591,
+}
+
+/// How fields are delimited and quoted.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CsvDialect {
+    /// Field delimiter, one ASCII character; `\t` for tab.
+    #[serde(default = "comma")]
+    pub delimiter: String,
+    /// Quote character, one ASCII character, or empty for none.
+    #[serde(default = "dquote")]
+    pub quote: String,
+    /// Escape character inside quoted fields (for example `\`); empty means quotes are escaped by doubling.
+    #[serde(default)]
+    pub escape: String,
+    /// Whether the first row holds the column names.
+    #[serde(default = "yes")]
+    pub header: bool,
+    /// Column names to use instead of the header (required when `header = false`; with a header row, the
+    /// row is skipped and these names are used).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Lines starting with this character (at the start of a record) are skipped; empty for none.
+    #[serde(default)]
+    pub comment: String,
+    /// Trim spaces and tabs around every field and header name.
+    #[serde(default)]
+    pub trim: bool,
+    /// What to do with a record whose field count differs from the header's.
+    #[serde(default)]
+    pub ragged: Ragged,
+    /// Largest record accepted, in bytes; a longer one is a fatal error (usually a quote left open).
+    #[serde(default = "default_max_record")]
+    pub max_record_bytes: u64,
+}
+
+fn comma() -> String {
+    ",".into()
+}
+fn dquote() -> String {
+    "\"".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_record() -> u64 {
+    64 << 20
+}
+
+impl Default for CsvDialect {
+    fn default() -> Self {
+        CsvDialect {
+            delimiter: comma(),
+            quote: dquote(),
+            escape: String::new(),
+            header: true,
+            columns: None,
+            comment: String::new(),
+            trim: false,
+            ragged: Ragged::default(),
+            max_record_bytes: default_max_record(),
+        }
+    }
+}
+
+/// Policy for records with too many or too few fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ragged {
+    /// Reject the record (reason `field_count`).
+    #[default]
+    Reject,
+    /// Read missing trailing fields as null, and drop extra trailing fields that are empty; a record with
+    /// non-empty extra fields is still rejected.
+    Pad,
+    /// Stop the run with an error.
+    Fail,
+}
+
+/// A target table made from one source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Entity {
+    /// Table name; also the output file name. Letters, digits, `_`, `-` and `.` only.
+    pub name: String,
+    /// Name of the source (a key of `sources`).
+    pub source: String,
+    /// Output format of this entity; `--format` overrides it.
+    #[serde(default)]
+    pub format: Option<OutputFormat>,
+    /// Field names forming the primary key: each must be non-null, and the combination unique.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// Target fields, in output order.
+    pub fields: Vec<Field>,
+}
+
+/// Output file formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// RFC 4180 CSV with a header row, UTF-8, LF line ends. Null is an empty field; an empty string is `""`.
+    #[default]
+    Csv,
+    /// JSON Lines: one object per record, typed values (numbers, booleans, null).
+    Jsonl,
+    /// One JSON array of objects, typed as in JSON Lines.
+    Json,
+}
+
+impl OutputFormat {
+    /// File extension of this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Json => "json",
+        }
+    }
+}
+
+/// One target field: where its value comes from, how it is cleaned and typed, what it must satisfy.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Field {
+    /// Target field name.
+    pub name: String,
+    /// Source column to read. Exactly one of `column`, `value` and `template` is required.
+    #[serde(default)]
+    pub column: Option<String>,
+    /// A constant value for every record.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Concatenation of columns and text: `"{FirstName} {LastName}"`; `{{` and `}}` are literal braces.
+    /// Null columns count as empty; the result is null when every referenced column is null.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Type: `text`, `integer`, `decimal(P,S)`, `float`, `boolean`, `date`, `time`, `timestamp`,
+    /// `timestamptz`, `uuid` or `json`.
+    #[serde(default = "text", rename = "type")]
+    pub type_name: String,
+    /// Input formats for date and time types, tried in order (strftime style: `%Y-%m-%d`, `%m/%d/%Y`,
+    /// `%d.%m.%Y %H:%M`, `%Y-%m-%dT%H:%M:%S%.f%z`, ...).
+    #[serde(default)]
+    pub formats: Option<Vec<String>>,
+    /// IANA time zone (`America/New_York`) for timestamptz values read without an offset.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// For timestamptz values in `timezone` that fall in a DST gap or overlap: reject (default), earlier,
+    /// later, or compatible (RFC 5545: gap moves forward, overlap takes the earlier).
+    #[serde(default)]
+    pub ambiguous: Ambiguous,
+    /// Words read as true for booleans (any case). Default: true, t, yes, y, 1.
+    #[serde(default)]
+    pub true_values: Option<Vec<String>>,
+    /// Words read as false for booleans (any case). Default: false, f, no, n, 0.
+    #[serde(default)]
+    pub false_values: Option<Vec<String>>,
+    /// Decimal separator of numbers as written in the input (`.` by default; `,` for many European exports).
+    #[serde(default)]
+    pub decimal_separator: Option<String>,
+    /// Thousands separator to accept and drop in numbers (for example `,` or a space); none by default.
+    #[serde(default)]
+    pub thousands_separator: Option<String>,
+    /// For decimal(P,S): round values with more than S fraction digits half-to-even instead of rejecting them.
+    #[serde(default)]
+    pub round: bool,
+    /// Cleaning steps applied in order before the value map and the cast.
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    /// Value map for picklists: source value -> target value, applied after transforms.
+    #[serde(default)]
+    pub map: Option<BTreeMap<String, String>>,
+    /// What to do with a value absent from `map`.
+    #[serde(default)]
+    pub unmapped: Unmapped,
+    /// Value used when the source value is null (and, with `unmapped = "default"`, for unmapped values).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Reject records where this field is null (after the default).
+    #[serde(default)]
+    pub required: bool,
+    /// Largest length of the output text, in characters.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// Regular expression the whole output text must match (anchored at both ends).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Reject records whose value was already seen in this field (nulls are never duplicates).
+    #[serde(default)]
+    pub unique: bool,
+}
+
+fn text() -> String {
+    "text".into()
+}
+
+/// DST disambiguation for local times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ambiguous {
+    /// Reject times that do not exist or exist twice in the time zone.
+    #[default]
+    Reject,
+    /// Take the earlier instant.
+    Earlier,
+    /// Take the later instant.
+    Later,
+    /// RFC 5545: a time in a gap moves forward by the gap's length, an overlap takes the earlier instant.
+    Compatible,
+}
+
+/// Policy for values absent from a field's value map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmapped {
+    /// Reject the record (reason `unmapped`).
+    #[default]
+    Reject,
+    /// Keep the value as it is.
+    Keep,
+    /// Make the value null.
+    Null,
+    /// Use the field's `default`.
+    Default,
+}
+
+/// A cleaning step.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// Remove leading and trailing white space (Unicode).
+    Trim,
+    /// Lower-case (Unicode).
+    Lower,
+    /// Upper-case (Unicode).
+    Upper,
+    /// Replace every run of white space with one space, and trim.
+    CollapseWhitespace,
+    /// Replace every match of a regular expression; `$1` or `${name}` refer to groups.
+    RegexReplace {
+        /// Regular expression (Rust regex syntax).
+        pattern: String,
+        /// Replacement text.
+        replacement: String,
+    },
+}
+
+/// The JSON Schema of the mapping file, as `crm-etl schema` prints it.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Mapping);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

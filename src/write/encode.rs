@@ -1,0 +1,172 @@
+//! Typed cells and their encodings as CSV and JSON rows. Encoding happens in the parallel stage, so the
+//! sequential writer only copies bytes.
+
+use crate::plan::EntityPlan;
+use crate::spec::OutputFormat;
+use crate::types::FieldType;
+
+/// A typed output value; text lives in a per-record buffer, addressed by byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    /// Text, dates, times and UUIDs: quoted in JSON.
+    Text(usize, usize),
+    /// Integers, decimals and floats, written as they are in JSON.
+    Num(usize, usize),
+    Bool(bool),
+    /// A JSON document, embedded as it is in JSON output.
+    Json(usize, usize),
+}
+
+impl Cell {
+    /// The cell for a value of type `ty` whose text is `text[start..end]`.
+    pub fn of(ty: FieldType, start: usize, end: usize, text: &str) -> Cell {
+        match ty {
+            FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float => Cell::Num(start, end),
+            FieldType::Boolean => Cell::Bool(&text[start..end] == "true"),
+            FieldType::Json => Cell::Json(start, end),
+            _ => Cell::Text(start, end),
+        }
+    }
+
+    /// The cell's output text, or None for null.
+    pub fn text<'a>(&self, buf: &'a str) -> Option<&'a str> {
+        match *self {
+            Cell::Null => None,
+            Cell::Text(s, e) | Cell::Num(s, e) | Cell::Json(s, e) => Some(&buf[s..e]),
+            Cell::Bool(b) => Some(if b { "true" } else { "false" }),
+        }
+    }
+}
+
+/// Appends one encoded row.
+pub fn encode_row(plan: &EntityPlan, cells: &[Cell], text: &str, out: &mut Vec<u8>) {
+    match plan.format {
+        OutputFormat::Csv => {
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if let Some(t) = c.text(text) {
+                    csv_field(t.as_bytes(), plan.quote_empty, out);
+                }
+            }
+            out.push(b'\n');
+        }
+        OutputFormat::Jsonl | OutputFormat::Json => {
+            out.push(b'{');
+            for (i, (c, f)) in cells.iter().zip(&plan.fields).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_string(&f.name, out);
+                out.push(b':');
+                match *c {
+                    Cell::Null => out.extend_from_slice(b"null"),
+                    Cell::Text(s, e) => json_string(&text[s..e], out),
+                    Cell::Num(s, e) | Cell::Json(s, e) => out.extend_from_slice(text[s..e].as_bytes()),
+                    Cell::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+                }
+            }
+            out.push(b'}');
+            // A JSON array's separators are the writer's job, since only it knows which row is first.
+            if plan.format == OutputFormat::Jsonl {
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+/// The header row of a CSV output (nothing for JSON formats).
+pub fn header(plan: &EntityPlan) -> Vec<u8> {
+    let mut out = Vec::new();
+    match plan.format {
+        OutputFormat::Csv => {
+            for (i, f) in plan.fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                csv_field(f.name.as_bytes(), false, &mut out);
+            }
+            out.push(b'\n');
+        }
+        OutputFormat::Json => out.extend_from_slice(b"["),
+        OutputFormat::Jsonl => {}
+    }
+    out
+}
+
+/// Appends a CSV field, quoted when it holds a comma, quote or line end (RFC 4180), or when it is empty
+/// and must differ from null.
+pub fn csv_field(v: &[u8], quote_empty: bool, out: &mut Vec<u8>) {
+    let needs = (v.is_empty() && quote_empty)
+        || v.iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    if !needs {
+        out.extend_from_slice(v);
+        return;
+    }
+    out.push(b'"');
+    for &b in v {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Appends a JSON string literal (RFC 8259 escapes).
+pub fn json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(esc);
+        }
+        from = i + 1;
+    }
+    out.extend_from_slice(&bytes[from..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quoting() {
+        let mut o = Vec::new();
+        csv_field(b"a,b", true, &mut o);
+        o.push(b'|');
+        csv_field(b"say \"hi\"", true, &mut o);
+        o.push(b'|');
+        csv_field(b"", true, &mut o);
+        o.push(b'|');
+        csv_field(b"", false, &mut o);
+        o.push(b'|');
+        csv_field(b"plain", true, &mut o);
+        assert_eq!(String::from_utf8(o).unwrap(), "\"a,b\"|\"say \"\"hi\"\"\"|\"\"||plain");
+    }
+
+    #[test]
+    fn json_escapes() {
+        let mut o = Vec::new();
+        json_string("a\"b\\c\n\u{1}é😀", &mut o);
+        let s = String::from_utf8(o).unwrap();
+        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001é😀\"");
+        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\n\u{1}é😀");
+    }
+}

@@ -1,0 +1,224 @@
+//! Writers: atomic output files that hash what they write, row writers per format, and the rejects file.
+
+pub mod encode;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{FatalError, FieldError};
+use crate::map::Reject;
+use crate::spec::OutputFormat;
+
+/// A file written under a temporary name and renamed into place only by [`AtomicFile::finish`], so a
+/// reader never sees a partial file under the final name. Dropped unfinished, it removes itself.
+pub struct AtomicFile {
+    final_path: PathBuf,
+    tmp_path: PathBuf,
+    w: Option<BufWriter<File>>,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile, FatalError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| FatalError::io(dir, e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp_path = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let f = File::create(&tmp_path).map_err(|e| FatalError::io(&tmp_path, e))?;
+        Ok(AtomicFile {
+            final_path: path.to_path_buf(),
+            tmp_path,
+            w: Some(BufWriter::with_capacity(1 << 20, f)),
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        })
+    }
+
+    pub fn write_bytes(&mut self, b: &[u8]) -> Result<(), FatalError> {
+        self.write_all(b).map_err(|e| FatalError::io(&self.tmp_path, e))
+    }
+
+    /// Flushes to disk, renames into place, and returns (bytes, BLAKE3 hex).
+    pub fn finish(mut self) -> Result<(u64, String), FatalError> {
+        let mut w = self.w.take().ok_or_else(|| FatalError::Internal("file finished twice".into()))?;
+        w.flush().map_err(|e| FatalError::io(&self.tmp_path, e))?;
+        let f = w.into_inner().map_err(|e| FatalError::io(&self.tmp_path, e.into_error()))?;
+        f.sync_all().map_err(|e| FatalError::io(&self.tmp_path, e))?;
+        drop(f);
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| FatalError::io(&self.final_path, e))?;
+        Ok((self.bytes, self.hasher.finalize().to_hex().to_string()))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let w = self.w.as_mut().ok_or_else(|| std::io::Error::other("write after finish"))?;
+        let n = w.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.w.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.w.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+/// Where rows go: an atomic file, or standard output (for `convert -o -`).
+pub enum Sink {
+    File(AtomicFile),
+    Stdout(BufWriter<std::io::Stdout>),
+}
+
+impl Sink {
+    fn write_bytes(&mut self, b: &[u8]) -> Result<(), FatalError> {
+        match self {
+            Sink::File(f) => f.write_bytes(b),
+            Sink::Stdout(w) => w.write_all(b).map_err(|e| FatalError::io("<stdout>", e)),
+        }
+    }
+}
+
+/// Writes encoded rows in one format, adding what the format needs around them.
+pub struct RowWriter {
+    sink: Sink,
+    format: OutputFormat,
+    pub rows: u64,
+}
+
+impl RowWriter {
+    pub fn new(sink: Sink, format: OutputFormat, header: &[u8]) -> Result<RowWriter, FatalError> {
+        let mut w = RowWriter {
+            sink,
+            format,
+            rows: 0,
+        };
+        w.sink.write_bytes(header)?;
+        Ok(w)
+    }
+
+    /// Writes `n` whole encoded rows at once (CSV and JSON Lines rows are self-delimiting).
+    pub fn write_rows(&mut self, bytes: &[u8], n: u64) -> Result<(), FatalError> {
+        debug_assert!(self.format != OutputFormat::Json);
+        self.rows += n;
+        self.sink.write_bytes(bytes)
+    }
+
+    /// Writes one encoded row.
+    pub fn write_row(&mut self, bytes: &[u8]) -> Result<(), FatalError> {
+        if self.format == OutputFormat::Json {
+            self.sink.write_bytes(if self.rows == 0 { b"\n" } else { b",\n" })?;
+        }
+        self.rows += 1;
+        self.sink.write_bytes(bytes)
+    }
+
+    /// Whether rows must go one at a time through [`RowWriter::write_row`].
+    pub fn per_row(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Closes the format and the sink; returns (bytes, BLAKE3) for files.
+    pub fn finish(mut self) -> Result<Option<(u64, String)>, FatalError> {
+        if self.format == OutputFormat::Json {
+            self.sink.write_bytes(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
+        }
+        match self.sink {
+            Sink::File(f) => f.finish().map(Some),
+            Sink::Stdout(mut w) => {
+                w.flush().map_err(|e| FatalError::io("<stdout>", e))?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Column names of the rejects file.
+pub const REJECT_COLUMNS: [&str; 10] = [
+    "source_file", "record", "line", "byte", "field", "value", "reason_code", "reason", "errors", "raw_record",
+];
+
+/// The rejects file of one entity, created at the first reject.
+pub struct RejectsWriter {
+    path: PathBuf,
+    w: Option<csv::Writer<AtomicFile>>,
+    pub rows: u64,
+}
+
+impl RejectsWriter {
+    pub fn new(path: PathBuf) -> RejectsWriter {
+        RejectsWriter { path, w: None, rows: 0 }
+    }
+
+    /// Writes one rejected record: its first error in the field/value/reason columns, all of them in
+    /// `errors`, and the raw record as it was read.
+    pub fn write(&mut self, file: &str, r: &Reject) -> Result<(), FatalError> {
+        if self.w.is_none() {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(AtomicFile::create(&self.path)?);
+            w.write_record(REJECT_COLUMNS).map_err(|e| self.err(e))?;
+            self.w = Some(w);
+        }
+        let first = r.errors.first().cloned().unwrap_or(FieldError {
+            field: String::new(),
+            value: String::new(),
+            code: crate::error::RejectCode::Malformed,
+            message: String::new(),
+        });
+        let all: Vec<String> = r
+            .errors
+            .iter()
+            .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) })
+            .collect();
+        let (number, line, byte, all) = (r.number.to_string(), r.line.to_string(), r.byte.to_string(), all.join("; "));
+        let rec: [&[u8]; 10] = [
+            file.as_bytes(),
+            number.as_bytes(),
+            line.as_bytes(),
+            byte.as_bytes(),
+            first.field.as_bytes(),
+            first.value.as_bytes(),
+            first.code.as_str().as_bytes(),
+            first.message.as_bytes(),
+            all.as_bytes(),
+            &r.raw,
+        ];
+        let res = self.w.as_mut().map(|w| w.write_record(rec));
+        if let Some(Err(e)) = res {
+            return Err(self.err(e));
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn err(&self, e: csv::Error) -> FatalError {
+        FatalError::io(&self.path, std::io::Error::other(e))
+    }
+
+    /// Renames the file into place; returns (bytes, BLAKE3) if there were rejects.
+    pub fn finish(self) -> Result<Option<(u64, String)>, FatalError> {
+        match self.w {
+            None => Ok(None),
+            Some(w) => {
+                let path = self.path.clone();
+                let f = w
+                    .into_inner()
+                    .map_err(|e| FatalError::io(&path, std::io::Error::other(e.to_string())))?;
+                f.finish().map(Some)
+            }
+        }
+    }
+}
