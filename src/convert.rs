@@ -48,7 +48,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     if opened.header.is_empty() {
         return Err(FatalError::EmptyFile { file: opts.input.clone() });
     }
-    let names = unique_names(&opened.header);
+    // JSON keys must be unique; a CSV header keeps its names as they were.
+    let names = if opts.to == OutputFormat::Csv { opened.header.clone() } else { unique_names(&opened.header) };
     let fields = names
         .iter()
         .enumerate()
@@ -89,7 +90,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         .build()
         .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
     let mut state = EntityState::default();
-    pump(opened.reader, &plan, &opts.input, &pool, &mut writer, RejectSink::Fatal, &mut state)?;
+    pump(opened.reader, &plan, &opts.input, &pool, &mut writer, RejectSink::Fatal, &mut state, None)?;
     let rows = writer.rows;
     writer.finish()?;
     Ok(rows)

@@ -136,6 +136,12 @@ impl Format {
         let mut p = Parts::default();
         for t in &self.toks {
             match t {
+                Tok::Lit(c) if c.is_ascii() => {
+                    if b.get(i) != Some(&(*c as u8)) {
+                        return None;
+                    }
+                    i += 1;
+                }
                 Tok::Lit(c) => {
                     let mut buf = [0; 4];
                     let lit = c.encode_utf8(&mut buf).as_bytes();

@@ -50,14 +50,6 @@ pub enum FatalError {
     BadRecord { pos: Position, message: String },
     #[error("{file}: the file is empty: it has no header row")]
     EmptyFile { file: String },
-    #[error("{file}: line 1: the header lacks the mapped column {column:?}{hint} (entity {entity:?}, field {field:?})")]
-    MissingColumn {
-        file: String,
-        entity: String,
-        field: String,
-        column: String,
-        hint: String,
-    },
     #[error("{file}: line 1: column {column:?} appears {count} times in the header, so a mapping by name is ambiguous")]
     DuplicateColumn {
         file: String,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod convert;
 pub mod datetime;
 pub mod error;
+pub mod keyset;
 pub mod load;
 pub mod manifest;
 pub mod map;

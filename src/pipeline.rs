@@ -2,13 +2,13 @@
 //! chunks, and this thread checks uniqueness and writes rows and rejects in input order. Chunk sizes do not
 //! depend on the thread count, and results are consumed in order, so output bytes never do either.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::keyset::KeySet;
 use crate::error::{FatalError, FieldError, Position, RejectCode};
 use crate::map::{key_text, map_chunk, MappedChunk, Reject, RowOutcome};
 use crate::plan::EntityPlan;
@@ -18,33 +18,17 @@ use crate::write::{RejectsWriter, RowWriter};
 /// Records per chunk handed to one rayon task.
 const CHUNK_RECORDS: usize = 512;
 /// A batch is sent on when it holds this many records or field bytes.
-const BATCH_RECORDS: usize = 16 * 1024;
-const BATCH_BYTES: usize = 4 << 20;
+const BATCH_RECORDS: usize = 4 * 1024;
+const BATCH_BYTES: usize = 1 << 20;
 
-/// Keys are already 128-bit hashes: hashing them again would be wasted work.
-#[derive(Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
+fn split_key(k: u128) -> [u64; 2] {
+    [(k >> 64) as u64, k as u64]
 }
-
-type KeyMap = HashMap<u128, u64, BuildHasherDefault<KeyHasher>>;
 
 /// Counts and uniqueness state of one entity, across all its input files.
 #[derive(Default)]
 pub struct EntityState {
-    seen: Vec<KeyMap>,
+    seen: Vec<KeySet>,
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
@@ -66,10 +50,12 @@ pub fn pump<R: Read + Send>(
     writer: &mut RowWriter,
     mut rejects: RejectSink<'_>,
     state: &mut EntityState,
+    size_hint: Option<u64>,
 ) -> Result<(), FatalError> {
     if state.seen.len() < plan.unique.len() {
-        state.seen.resize_with(plan.unique.len(), KeyMap::default);
+        state.seen.resize_with(plan.unique.len(), KeySet::default);
     }
+    let mut sized = plan.unique.is_empty();
     let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, FatalError>>(2);
     let (free_tx, free_rx) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
@@ -100,6 +86,18 @@ pub fn pump<R: Read + Send>(
         let mut outs: Vec<MappedChunk> = Vec::new();
         for msg in full_rx {
             let batch = msg?;
+            if !sized {
+                // Growing a large key map by doubling costs time and, for a while, twice the memory:
+                // size it once from the file size and the first batch's bytes per record.
+                sized = true;
+                if let (Some(total), false) = (size_hint, batch.raw.is_empty()) {
+                    let per_record = (batch.raw.len() / batch.len()).max(1) as u64;
+                    let expect = (total / per_record).min(1 << 30) as usize;
+                    for m in &mut state.seen {
+                        m.reserve(expect);
+                    }
+                }
+            }
             pool.install(|| {
                 batch
                     .records
@@ -134,18 +132,25 @@ fn write_chunk(
         state.written += n;
         return writer.write_rows(&chunk.out, n);
     }
+    // Accepted rows are contiguous in `chunk.out`: write them in runs, broken only by rejects, so the
+    // writer and its hasher see large buffers.
     let mut prev = 0;
+    let mut run_start = 0;
+    let mut run_rows = 0u64;
     for (k, row) in chunk.rows.iter().enumerate() {
         match row {
             RowOutcome::Written { end, key_start } => {
-                let bytes = &chunk.out[prev..*end];
+                let row_start = prev;
                 prev = *end;
                 let m = &batch.records[base + k];
                 let keys = &chunk.keys[*key_start..*key_start + plan.unique.len()];
                 let dup = keys.iter().enumerate().find_map(|(u, key)| {
-                    (*key != 0).then(|| state.seen[u].get(key).map(|first| (u, *first))).flatten()
+                    (*key != 0).then(|| state.seen[u].get(split_key(*key)).map(|first| (u, first))).flatten()
                 });
                 if let Some((u, first)) = dup {
+                    flush_run(writer, &chunk.out[run_start..row_start], run_rows, state)?;
+                    run_start = prev;
+                    run_rows = 0;
                     let r = Reject {
                         number: m.number,
                         line: m.line,
@@ -169,16 +174,34 @@ fn write_chunk(
                 }
                 for (u, key) in keys.iter().enumerate() {
                     if *key != 0 {
-                        state.seen[u].insert(*key, m.number);
+                        state.seen[u].insert(split_key(*key), m.number);
                     }
                 }
-                state.written += 1;
-                writer.write_row(bytes)?;
+                if writer.per_row() {
+                    state.written += 1;
+                    writer.write_row(&chunk.out[row_start..prev])?;
+                    run_start = prev;
+                } else {
+                    run_rows += 1;
+                }
             }
-            RowOutcome::Rejected(i) => reject(plan, display, &chunk.rejects[*i], rejects, state)?,
+            RowOutcome::Rejected(i) => {
+                flush_run(writer, &chunk.out[run_start..prev], run_rows, state)?;
+                run_start = prev;
+                run_rows = 0;
+                reject(plan, display, &chunk.rejects[*i], rejects, state)?;
+            }
         }
     }
-    Ok(())
+    flush_run(writer, &chunk.out[run_start..prev], run_rows, state)
+}
+
+fn flush_run(writer: &mut RowWriter, bytes: &[u8], rows: u64, state: &mut EntityState) -> Result<(), FatalError> {
+    if rows == 0 {
+        return Ok(());
+    }
+    state.written += rows;
+    writer.write_rows(bytes, rows)
 }
 
 fn reject(

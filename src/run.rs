@@ -159,7 +159,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
                 writer = Some(RowWriter::new(sink, format, &encode::header(&plan))?);
             }
             let w = writer.as_mut().ok_or_else(|| FatalError::Internal("writer".into()))?;
-            pump(opened.reader, &plan, &display, &pool, w, RejectSink::File(&mut rejects), &mut state)?;
+            let size = std::fs::metadata(file).ok().map(|md| md.len());
+            pump(opened.reader, &plan, &display, &pool, w, RejectSink::File(&mut rejects), &mut state, size)?;
             let (bytes, blake3) = opened.hash.result();
             if !inputs.iter().any(|x| x.path == display) {
                 inputs.push(InputEntry {

@@ -164,6 +164,16 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
+    fn too_long(&self) -> FatalError {
+        FatalError::RecordTooLong {
+            pos: Position {
+                record: self.records + 1,
+                ..self.position()
+            },
+            limit: self.d.max_record,
+        }
+    }
+
     fn fill(&mut self) -> Result<(), FatalError> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
@@ -254,6 +264,9 @@ impl<R: Read> CsvReader<R> {
                     content,
                     malformed,
                 } => {
+                    if content > self.d.max_record {
+                        return Err(self.too_long());
+                    }
                     let raw = &self.buf[self.pos..self.pos + content];
                     let raw_start = batch.raw.len();
                     batch.raw.extend_from_slice(raw);
@@ -279,6 +292,9 @@ impl<R: Read> CsvReader<R> {
                 Parsed::NeedMore => {
                     batch.data.truncate(mark.0);
                     batch.spans.truncate(mark.1);
+                    if self.end - self.pos > self.d.max_record {
+                        return Err(self.too_long());
+                    }
                     self.fill()?;
                 }
                 Parsed::Unterminated { quote_at } => {
@@ -304,8 +320,19 @@ impl<R: Read> CsvReader<R> {
         let eof = self.eof;
         let mut i = 0;
         let mut malformed = None;
+        let first_span = batch.spans.len();
         loop {
             let start = batch.data.len();
+            if self.d.trim {
+                // Blanks before an opening quote do not make the quote literal when fields are trimmed.
+                let mut k = i;
+                while k < n && matches!(s[k], b' ' | b'\t') {
+                    k += 1;
+                }
+                if k < n && Some(s[k]) == self.d.quote {
+                    i = k;
+                }
+            }
             if self.d.quote == Some(s.get(i).copied().unwrap_or(0)) && i < n {
                 let quote_at = i;
                 let q = s[i];
@@ -346,12 +373,17 @@ impl<R: Read> CsvReader<R> {
                     i = j + 1;
                     break;
                 }
+                if self.d.trim {
+                    while i < n && matches!(s[i], b' ' | b'\t') {
+                        i += 1;
+                    }
+                }
                 // After the closing quote only a delimiter or a line end may follow.
                 if i < n && !self.stops[usize::from(s[i])] {
                     malformed.get_or_insert_with(|| {
                         format!(
                             "text after the closing quote of field {}",
-                            batch.spans.len() + 1
+                            batch.spans.len() - first_span + 1
                         )
                     });
                     while i < n && !self.stops[usize::from(s[i])] {
@@ -500,7 +532,7 @@ mod tests {
         let recs = read_all(b"a\n\n\r\nb\n", Dialect::default(), 1).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[1].1, 4);
-        assert_eq!(recs[1].2, 6);
+        assert_eq!(recs[1].2, 5);
     }
 
     #[test]

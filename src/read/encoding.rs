@@ -66,6 +66,14 @@ pub fn sniff(declared: Encoding, head: &[u8]) -> Sniffed {
     } else {
         None
     };
+    // Java writes "UTF-32" as a 2-byte UTF-16 mark followed by UTF-32 code units (Salesforce Data Loader's
+    // own test files do). Read as UTF-16, that is valid but meaningless text: a NUL code unit right after
+    // a byte-order mark never begins real text, so it identifies UTF-32.
+    let bom = match (bom, head.get(2..6)) {
+        (Some((Detected::Utf16Le | Detected::Utf16Be, 2)), Some([a, 0, 0, 0])) if *a != 0 => Some((Detected::Utf32Le, 2)),
+        (Some((Detected::Utf16Le | Detected::Utf16Be, 2)), Some([0, 0, 0, d])) if *d != 0 => Some((Detected::Utf32Be, 2)),
+        (b, _) => b,
+    };
     let pick = |d: Detected| Sniffed {
         encoding: d,
         bom_len: match bom {
@@ -116,6 +124,10 @@ pub struct DecodeReader<R> {
     eof: bool,
     /// File offset of `buf[start]`.
     offset: u64,
+    /// Decoded bytes that did not fit a caller's small buffer.
+    pending: Vec<u8>,
+    /// The decoder has been told the input ended (encoding_rs forbids using it after that).
+    done: bool,
 }
 
 impl<R: Read> DecodeReader<R> {
@@ -138,6 +150,8 @@ impl<R: Read> DecodeReader<R> {
             end: 0,
             eof: false,
             offset,
+            pending: Vec::new(),
+            done: false,
         }
     }
 
@@ -176,20 +190,28 @@ impl<R: Read> DecodeReader<R> {
 
 impl<R: Read> Read for DecodeReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.pending.is_empty() {
+            let k = self.pending.len().min(out.len());
+            out[..k].copy_from_slice(&self.pending[..k]);
+            self.pending.drain(..k);
+            return Ok(k);
+        }
         if out.len() < 8 {
-            // Decoders need room for a whole character; callers here always pass large buffers.
+            // Decoders need room for a whole character: decode into a larger buffer and keep the rest.
             let mut tmp = [0u8; 8];
             let n = self.read(&mut tmp)?;
             let k = n.min(out.len());
             out[..k].copy_from_slice(&tmp[..k]);
-            if k < n {
-                return Err(io::Error::other("internal error: read buffer under 8 bytes"));
-            }
+            self.pending.extend_from_slice(&tmp[k..n]);
             return Ok(k);
         }
         loop {
             if self.start == self.end || (self.end - self.start < 4 && !self.eof) {
                 if self.eof && self.start == self.end {
+                    if self.done {
+                        return Ok(0);
+                    }
+                    self.done = true;
                     if let Some(d) = self.decoder.as_mut() {
                         let (res, _, w) = d.decode_to_utf8_without_replacement(&[], out, true);
                         if let encoding_rs::DecoderResult::Malformed(..) = res {
@@ -239,7 +261,8 @@ impl<R: Read> Read for DecodeReader<R> {
                     (r, w)
                 }
                 _ => {
-                    let last = self.eof;
+                    // The end of input is signalled once, from the branch above.
+                    let last = false;
                     let Some(d) = self.decoder.as_mut() else {
                         return Err(io::Error::other("internal error: no decoder"));
                     };
@@ -326,6 +349,12 @@ mod tests {
         assert_eq!(sniff(Encoding::Auto, b"abc").to_string(), "utf-8");
         assert_eq!(sniff(Encoding::Utf16Le, b"\xFF\xFEa\0").bom_len, 2);
         assert_eq!(sniff(Encoding::Utf16Le, b"a\0").bom_len, 0);
+        // Java's UTF-32 with a 2-byte mark.
+        let le = sniff(Encoding::Auto, b"\xFE\xFF\x22\0\0\0c\0");
+        assert_eq!((le.encoding, le.bom_len), (Detected::Utf32Le, 2));
+        let be = sniff(Encoding::Auto, b"\xFE\xFF\0\0\0\x22\0\0");
+        assert_eq!((be.encoding, be.bom_len), (Detected::Utf32Be, 2));
+        assert_eq!(sniff(Encoding::Auto, b"\xFE\xFF\0\x22\0c").encoding, Detected::Utf16Be);
     }
 
     #[test]

@@ -112,9 +112,9 @@ pub fn open_csv(
         inner: raw,
         state: hash.clone(),
     };
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 8];
     let mut got = 0;
-    while got < 4 {
+    while got < head.len() {
         match hashed.read(&mut head[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
