@@ -4,6 +4,9 @@
 //!
 //! Usage: cargo run --release --example gen_crm -- OUT_DIR [CONTACTS] [SEED]
 
+// One readable template per row matters more here than avoiding nested format! calls.
+#![allow(clippy::format_in_format_args)]
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
@@ -30,23 +33,87 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "James", "Mary", "Jürgen", "Zoë", "Chloé", "François", "José", "Søren", "Ana", "Łukasz", "花子", "太郎", "Wei",
-    "Priya", "Olamide", "Mateo", "Ingrid", "Hélène", "Björn", "Aiko",
+    "James",
+    "Mary",
+    "Jürgen",
+    "Zoë",
+    "Chloé",
+    "François",
+    "José",
+    "Søren",
+    "Ana",
+    "Łukasz",
+    "花子",
+    "太郎",
+    "Wei",
+    "Priya",
+    "Olamide",
+    "Mateo",
+    "Ingrid",
+    "Hélène",
+    "Björn",
+    "Aiko",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Müller", "O'Brien", "Dubois", "García", "Nguyen", "山田", "佐藤", "Kowalski", "Johansson", "Rossi",
-    "Papadopoulos", "Okafor", "Silva", "Van der Berg", "Łukaszewicz", "Öztürk", "Chen", "Kim", "Patel",
+    "Smith",
+    "Müller",
+    "O'Brien",
+    "Dubois",
+    "García",
+    "Nguyen",
+    "山田",
+    "佐藤",
+    "Kowalski",
+    "Johansson",
+    "Rossi",
+    "Papadopoulos",
+    "Okafor",
+    "Silva",
+    "Van der Berg",
+    "Łukaszewicz",
+    "Öztürk",
+    "Chen",
+    "Kim",
+    "Patel",
 ];
 const CITY: &[&str] = &[
-    "Berlin", "München", "東京", "Paris", "São Paulo", "New York", "Zürich", "København", "Kraków", "Lagos",
-    "Toronto", "Sydney",
+    "Berlin",
+    "München",
+    "東京",
+    "Paris",
+    "São Paulo",
+    "New York",
+    "Zürich",
+    "København",
+    "Kraków",
+    "Lagos",
+    "Toronto",
+    "Sydney",
 ];
-const COUNTRY: &[&str] = &["DE", "DE", "JP", "FR", "BR", "US", "CH", "DK", "PL", "NG", "CA", "AU"];
-const LEAD: &[&str] = &["Web", "Partner Referral", "Trade Show", "Cold Call", "Advertisement", ""];
+const COUNTRY: &[&str] = &[
+    "DE", "DE", "JP", "FR", "BR", "US", "CH", "DK", "PL", "NG", "CA", "AU",
+];
+const LEAD: &[&str] = &[
+    "Web",
+    "Partner Referral",
+    "Trade Show",
+    "Cold Call",
+    "Advertisement",
+    "",
+];
 const STATUS: &[&str] = &["Active", "Inactive", "Prospect", "Churned"];
 const SAL: &[&str] = &["Mr.", "Ms.", "Dr.", "Prof.", ""];
-const BOOL: &[&str] = &["true", "false", "TRUE", "False", "1", "0", "yes", "No", "Y", "n"];
-const INDUSTRY: &[&str] = &["Manufacturing", "Technology", "Retail", "Consulting", "Finance", "Healthcare"];
+const BOOL: &[&str] = &[
+    "true", "false", "TRUE", "False", "1", "0", "yes", "No", "Y", "n",
+];
+const INDUSTRY: &[&str] = &[
+    "Manufacturing",
+    "Technology",
+    "Retail",
+    "Consulting",
+    "Finance",
+    "Healthcare",
+];
 const NOTES: &[&str] = &[
     "Prefers calls, not email.",
     "Met at \"Tokyo Expo\" 2023;\nfollow up in Q3, ask about pricing",
@@ -82,28 +149,47 @@ fn quote(s: &str) -> String {
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("bench-data"));
-    let contacts: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let contacts: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(42);
     let accounts = (contacts / 10).max(1);
     std::fs::create_dir_all(&dir)?;
     let mut rng = Rng(seed);
 
     let mut a = BufWriter::new(File::create(dir.join("Account.csv"))?);
-    writeln!(a, "Id,Name,Industry,AnnualRevenue,NumberOfEmployees,BillingCity,BillingCountry,CreatedDate")?;
+    writeln!(
+        a,
+        "Id,Name,Industry,AnnualRevenue,NumberOfEmployees,BillingCity,BillingCountry,CreatedDate"
+    )?;
     for i in 0..accounts {
         let city = rng.below(CITY.len() as u64) as usize;
         writeln!(
             a,
             "{},{},{},{}.{:02},{},{},{},{}",
             sf_id("001", i),
-            quote(&format!("{} {} {}", rng.pick(LAST), rng.pick(&["GmbH", "Inc.", "株式会社", "S.A.", "Ltd"]), i)),
+            quote(&format!(
+                "{} {} {}",
+                rng.pick(LAST),
+                rng.pick(&["GmbH", "Inc.", "株式会社", "S.A.", "Ltd"]),
+                i
+            )),
             rng.pick(INDUSTRY),
             rng.below(50_000_000),
             rng.below(100),
             rng.below(5000),
             CITY[city],
             COUNTRY[city],
-            format!("20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}.000+0000", 10 + rng.below(14), 1 + rng.below(12), 1 + rng.below(28), rng.below(24), rng.below(60), rng.below(60)),
+            format!(
+                "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}.000+0000",
+                10 + rng.below(14),
+                1 + rng.below(12),
+                1 + rng.below(28),
+                rng.below(24),
+                rng.below(60),
+                rng.below(60)
+            ),
         )?;
     }
     a.flush()?;
@@ -124,14 +210,27 @@ fn main() -> std::io::Result<()> {
             i,
             rng.pick(&["mail", "corp", "acme", "globex"])
         );
-        let email = if rng.chance(20) { email.to_uppercase() } else { email };
+        let email = if rng.chance(20) {
+            email.to_uppercase()
+        } else {
+            email
+        };
         let birth = if rng.chance(15) {
             String::new()
         } else {
-            format!("{}/{}/{}", 1 + rng.below(12), 1 + rng.below(28), 1940 + rng.below(65))
+            format!(
+                "{}/{}/{}",
+                1 + rng.below(12),
+                1 + rng.below(28),
+                1940 + rng.below(65)
+            )
         };
         let offset = rng.pick(&["+0000", "-0500", "+0100", "+0900", "-0800"]);
-        let desc = if rng.chance(65) { quote(rng.pick(NOTES)) } else { String::new() };
+        let desc = if rng.chance(65) {
+            quote(rng.pick(NOTES))
+        } else {
+            String::new()
+        };
         writeln!(
             c,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
@@ -141,20 +240,52 @@ fn main() -> std::io::Result<()> {
             first,
             quote(last),
             email,
-            format!("+1 ({}) {:03}-{:04}", 200 + rng.below(800), rng.below(1000), rng.below(10000)),
-            if rng.chance(40) { String::new() } else { format!("+49 {} {}", 150 + rng.below(30), rng.below(10_000_000)) },
-            quote(&format!("{} {}straße, Apt {}", 1 + rng.below(300), rng.pick(&["Haupt", "Linden", "Berg"]), rng.below(50))),
+            format!(
+                "+1 ({}) {:03}-{:04}",
+                200 + rng.below(800),
+                rng.below(1000),
+                rng.below(10000)
+            ),
+            if rng.chance(40) {
+                String::new()
+            } else {
+                format!("+49 {} {}", 150 + rng.below(30), rng.below(10_000_000))
+            },
+            quote(&format!(
+                "{} {}straße, Apt {}",
+                1 + rng.below(300),
+                rng.pick(&["Haupt", "Linden", "Berg"]),
+                rng.below(50)
+            )),
             CITY[city],
             format!("{:05}", rng.below(100_000)),
             COUNTRY[city],
             birth,
             rng.pick(LEAD),
             rng.pick(BOOL),
-            if rng.chance(10) { String::new() } else { format!("{}.{:02}", rng.below(500_000), rng.below(100)) },
+            if rng.chance(10) {
+                String::new()
+            } else {
+                format!("{}.{:02}", rng.below(500_000), rng.below(100))
+            },
             format!("{:.3}", rng.below(100_000) as f64 / 1000.0),
             rng.pick(STATUS),
-            format!("20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}.000{}", 10 + rng.below(14), 1 + rng.below(12), 1 + rng.below(28), rng.below(24), rng.below(60), rng.below(60), offset),
-            format!("20{:02}-{:02}-{:02}", 20 + rng.below(5), 1 + rng.below(12), 1 + rng.below(28)),
+            format!(
+                "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}.000{}",
+                10 + rng.below(14),
+                1 + rng.below(12),
+                1 + rng.below(28),
+                rng.below(24),
+                rng.below(60),
+                rng.below(60),
+                offset
+            ),
+            format!(
+                "20{:02}-{:02}-{:02}",
+                20 + rng.below(5),
+                1 + rng.below(12),
+                1 + rng.below(28)
+            ),
             desc,
         )?;
     }

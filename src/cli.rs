@@ -119,8 +119,17 @@ pub enum RaggedArg {
 /// Threads to use: the flag, else RAYON_NUM_THREADS, else all cores.
 pub fn threads(flag: Option<usize>) -> usize {
     flag.filter(|n| *n > 0)
-        .or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0))
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .or_else(|| {
+            std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+        })
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
 }
 
 #[cfg(test)]

@@ -29,7 +29,11 @@ pub struct ConvertOptions {
 fn unique_names(header: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(header.len());
     for (i, h) in header.iter().enumerate() {
-        let base = if h.is_empty() { format!("column_{}", i + 1) } else { h.clone() };
+        let base = if h.is_empty() {
+            format!("column_{}", i + 1)
+        } else {
+            h.clone()
+        };
         let mut name = base.clone();
         let mut k = 2;
         while out.contains(&name) {
@@ -44,12 +48,24 @@ fn unique_names(header: &[String]) -> Vec<String> {
 /// Converts one input; returns the number of records written.
 pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     let spec = CsvDialect::default();
-    let mut opened = open_csv(Path::new(&opts.input), &opts.input, opts.encoding, &opts.dialect, &spec)?;
+    let mut opened = open_csv(
+        Path::new(&opts.input),
+        &opts.input,
+        opts.encoding,
+        &opts.dialect,
+        &spec,
+    )?;
     if opened.header.is_empty() {
-        return Err(FatalError::EmptyFile { file: opts.input.clone() });
+        return Err(FatalError::EmptyFile {
+            file: opts.input.clone(),
+        });
     }
     // JSON keys must be unique; a CSV header keeps its names as they were.
-    let names = if opts.to == OutputFormat::Csv { opened.header.clone() } else { unique_names(&opened.header) };
+    let names = if opts.to == OutputFormat::Csv {
+        opened.header.clone()
+    } else {
+        unique_names(&opened.header)
+    };
     let fields = names
         .iter()
         .enumerate()
@@ -80,9 +96,12 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         strict: true,
     };
     let sink = if opts.output == "-" {
-        Sink::Stdout(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()))
+        Sink::Stdout(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        ))
     } else {
-        Sink::File(AtomicFile::create(Path::new(&opts.output))?)
+        Sink::File(Box::new(AtomicFile::create(Path::new(&opts.output))?))
     };
     let mut writer = RowWriter::new(sink, opts.to, &encode::header(&plan))?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -90,7 +109,16 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         .build()
         .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
     let mut state = EntityState::default();
-    pump(opened.reader, &plan, &opts.input, &pool, &mut writer, RejectSink::Fatal, &mut state, None)?;
+    pump(
+        opened.reader,
+        &plan,
+        &opts.input,
+        &pool,
+        &mut writer,
+        RejectSink::Fatal,
+        &mut state,
+        None,
+    )?;
     let rows = writer.rows;
     writer.finish()?;
     Ok(rows)

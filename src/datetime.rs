@@ -21,7 +21,9 @@ enum Tok {
     Minute,
     Second,
     /// `%.f`: an optional `.` and 1 to 9 digits. `%f`: 1 to 9 digits, required.
-    Frac { optional: bool },
+    Frac {
+        optional: bool,
+    },
     AmPm,
     Offset,
     Lit(char),
@@ -49,8 +51,18 @@ struct Parts {
 }
 
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-    "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 impl Format {
@@ -195,7 +207,11 @@ impl Format {
                     let rest = &s[i..];
                     let mut found = None;
                     for (n, name) in MONTHS.iter().enumerate() {
-                        let want = if *t == Tok::MonthAbbr { &name[..3] } else { name };
+                        let want = if *t == Tok::MonthAbbr {
+                            &name[..3]
+                        } else {
+                            name
+                        };
                         if rest.len() >= want.len()
                             && rest.as_bytes()[..want.len()].eq_ignore_ascii_case(want.as_bytes())
                         {
@@ -232,7 +248,9 @@ fn offset(b: &[u8], i: &mut usize) -> Option<i32> {
         *i += 1;
         return Some(0);
     }
-    if rest.len() >= 3 && (rest[..3].eq_ignore_ascii_case(b"UTC") || rest[..3].eq_ignore_ascii_case(b"GMT")) {
+    if rest.len() >= 3
+        && (rest[..3].eq_ignore_ascii_case(b"UTC") || rest[..3].eq_ignore_ascii_case(b"GMT"))
+    {
         *i += 3;
         return Some(0);
     }
@@ -406,11 +424,21 @@ impl TemporalCast {
         let hour = Self::hour(p);
         match self.kind {
             Kind::Date => {
-                write_date(out, p.year.unwrap_or(0), p.month.unwrap_or(1), p.day.unwrap_or(1));
+                write_date(
+                    out,
+                    p.year.unwrap_or(0),
+                    p.month.unwrap_or(1),
+                    p.day.unwrap_or(1),
+                );
             }
             Kind::Time => write_time(out, hour, p.minute, p.second, p.nano),
             Kind::Timestamp => {
-                write_date(out, p.year.unwrap_or(0), p.month.unwrap_or(1), p.day.unwrap_or(1));
+                write_date(
+                    out,
+                    p.year.unwrap_or(0),
+                    p.month.unwrap_or(1),
+                    p.day.unwrap_or(1),
+                );
                 out.push('T');
                 write_time(out, hour, p.minute, p.second, p.nano);
             }
@@ -445,13 +473,21 @@ impl TemporalCast {
                         })?
                     }
                     (None, None) => {
-                        return Err(format!("{raw:?} has no offset and the field has no timezone"))
+                        return Err(format!(
+                            "{raw:?} has no offset and the field has no timezone"
+                        ))
                     }
                 };
                 let utc = Offset::UTC.to_datetime(ts);
                 write_date(out, utc.year(), utc.month(), utc.day());
                 out.push('T');
-                write_time(out, utc.hour(), utc.minute(), utc.second(), utc.subsec_nanosecond());
+                write_time(
+                    out,
+                    utc.hour(),
+                    utc.minute(),
+                    utc.second(),
+                    utc.subsec_nanosecond(),
+                );
                 out.push('Z');
             }
         }
@@ -484,7 +520,13 @@ fn write_time(out: &mut String, h: i8, m: i8, s: i8, nano: i32) {
 mod tests {
     use super::*;
 
-    fn cast(kind: Kind, formats: &[&str], tz: Option<&str>, amb: Ambiguous, s: &str) -> Result<String, String> {
+    fn cast(
+        kind: Kind,
+        formats: &[&str],
+        tz: Option<&str>,
+        amb: Ambiguous,
+        s: &str,
+    ) -> Result<String, String> {
         let f: Vec<String> = formats.iter().map(|s| s.to_string()).collect();
         let c = TemporalCast::compile(kind, &f, tz, amb).map_err(|e| e.join("; "))?;
         let mut out = String::new();
@@ -504,46 +546,101 @@ mod tests {
         assert!(d("2023-13-01").is_err());
         assert!(d("2023-01-01x").is_err());
         assert!(d("").is_err());
-        assert_eq!(cast(Kind::Date, &["%y%m%d"], None, Ambiguous::Reject, "690101"), Ok("1969-01-01".into()));
+        assert_eq!(
+            cast(Kind::Date, &["%y%m%d"], None, Ambiguous::Reject, "690101"),
+            Ok("1969-01-01".into())
+        );
     }
 
     #[test]
     fn times_and_twelve_hour_clocks() {
         let t = |f: &[&str], s| cast(Kind::Time, f, None, Ambiguous::Reject, s);
-        assert_eq!(t(&["%H:%M:%S%.f"], "23:59:59.120"), Ok("23:59:59.12".into()));
+        assert_eq!(
+            t(&["%H:%M:%S%.f"], "23:59:59.120"),
+            Ok("23:59:59.12".into())
+        );
         assert_eq!(t(&["%I:%M %p"], "12:05 AM"), Ok("00:05:00".into()));
         assert_eq!(t(&["%I:%M %p"], "1:05 pm"), Ok("13:05:00".into()));
         assert!(t(&["%H:%M"], "24:00").is_err());
-        assert!(TemporalCast::compile(Kind::Time, &["%I:%M".into()], None, Ambiguous::Reject).is_err());
+        assert!(
+            TemporalCast::compile(Kind::Time, &["%I:%M".into()], None, Ambiguous::Reject).is_err()
+        );
     }
 
     #[test]
     fn timestamptz_with_offsets_and_zones() {
         let f = ["%Y-%m-%dT%H:%M:%S%.f%z"];
         let z = |s| cast(Kind::TimestampTz, &f, None, Ambiguous::Reject, s);
-        assert_eq!(z("2024-03-10T08:30:00+02:00"), Ok("2024-03-10T06:30:00Z".into()));
-        assert_eq!(z("2024-03-10T08:30:00.5-0130"), Ok("2024-03-10T10:00:00.5Z".into()));
+        assert_eq!(
+            z("2024-03-10T08:30:00+02:00"),
+            Ok("2024-03-10T06:30:00Z".into())
+        );
+        assert_eq!(
+            z("2024-03-10T08:30:00.5-0130"),
+            Ok("2024-03-10T10:00:00.5Z".into())
+        );
         assert_eq!(z("2024-03-10T08:30:00Z"), Ok("2024-03-10T08:30:00Z".into()));
-        let ny = |amb, s| cast(Kind::TimestampTz, &["%m/%d/%Y %I:%M %p"], Some("America/New_York"), amb, s);
-        assert_eq!(ny(Ambiguous::Reject, "1/15/2024 9:00 AM"), Ok("2024-01-15T14:00:00Z".into()));
+        let ny = |amb, s| {
+            cast(
+                Kind::TimestampTz,
+                &["%m/%d/%Y %I:%M %p"],
+                Some("America/New_York"),
+                amb,
+                s,
+            )
+        };
+        assert_eq!(
+            ny(Ambiguous::Reject, "1/15/2024 9:00 AM"),
+            Ok("2024-01-15T14:00:00Z".into())
+        );
         // 2:30 on 2024-03-10 does not exist in New York: refused unless asked.
-        assert!(ny(Ambiguous::Reject, "3/10/2024 2:30 AM").unwrap_err().contains("DST"));
-        assert_eq!(ny(Ambiguous::Compatible, "3/10/2024 2:30 AM"), Ok("2024-03-10T07:30:00Z".into()));
+        assert!(ny(Ambiguous::Reject, "3/10/2024 2:30 AM")
+            .unwrap_err()
+            .contains("DST"));
+        assert_eq!(
+            ny(Ambiguous::Compatible, "3/10/2024 2:30 AM"),
+            Ok("2024-03-10T07:30:00Z".into())
+        );
         // 1:30 on 2024-11-03 exists twice.
         assert!(ny(Ambiguous::Reject, "11/3/2024 1:30 AM").is_err());
-        assert_eq!(ny(Ambiguous::Earlier, "11/3/2024 1:30 AM"), Ok("2024-11-03T05:30:00Z".into()));
-        assert_eq!(ny(Ambiguous::Later, "11/3/2024 1:30 AM"), Ok("2024-11-03T06:30:00Z".into()));
+        assert_eq!(
+            ny(Ambiguous::Earlier, "11/3/2024 1:30 AM"),
+            Ok("2024-11-03T05:30:00Z".into())
+        );
+        assert_eq!(
+            ny(Ambiguous::Later, "11/3/2024 1:30 AM"),
+            Ok("2024-11-03T06:30:00Z".into())
+        );
     }
 
     #[test]
     fn spec_errors_for_formats() {
-        let e = TemporalCast::compile(Kind::TimestampTz, &["%Y-%m-%d %H:%M".into()], None, Ambiguous::Reject).unwrap_err();
+        let e = TemporalCast::compile(
+            Kind::TimestampTz,
+            &["%Y-%m-%d %H:%M".into()],
+            None,
+            Ambiguous::Reject,
+        )
+        .unwrap_err();
         assert!(e[0].contains("needs `timezone`"), "{e:?}");
-        let e = TemporalCast::compile(Kind::Date, &["%Y-%q".into()], None, Ambiguous::Reject).unwrap_err();
+        let e = TemporalCast::compile(Kind::Date, &["%Y-%q".into()], None, Ambiguous::Reject)
+            .unwrap_err();
         assert!(e[0].contains("%q"), "{e:?}");
-        let e = TemporalCast::compile(Kind::Date, &["%Y".into()], Some("Mars/Olympus"), Ambiguous::Reject).unwrap_err();
+        let e = TemporalCast::compile(
+            Kind::Date,
+            &["%Y".into()],
+            Some("Mars/Olympus"),
+            Ambiguous::Reject,
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 2);
-        let e = TemporalCast::compile(Kind::Timestamp, &["%FT%T%z".into()], None, Ambiguous::Reject).unwrap_err();
+        let e = TemporalCast::compile(
+            Kind::Timestamp,
+            &["%FT%T%z".into()],
+            None,
+            Ambiguous::Reject,
+        )
+        .unwrap_err();
         assert!(e[0].contains("timestamptz"), "{e:?}");
     }
 }

@@ -176,7 +176,10 @@ impl RejectCode {
 }
 
 /// Suggests the closest candidate for a near miss (`emial` -> `email`), by edit distance.
-pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = wanted.to_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
@@ -235,6 +238,9 @@ mod tests {
             line: 18,
             byte: 2044,
         };
-        assert_eq!(p.to_string(), "contacts.csv: record 17 (line 18, byte 2044)");
+        assert_eq!(
+            p.to_string(),
+            "contacts.csv: record 17 (line 18, byte 2044)"
+        );
     }
 }

@@ -96,7 +96,9 @@ mod tests {
         let mut model = std::collections::HashMap::new();
         let mut x = 1u64;
         for n in 1..20_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             // Reuse some keys to exercise duplicates.
             let k = [(x % 5000).wrapping_mul(0x9E37_79B9_7F4A_7C15), x % 5000];
             let got = s.insert(k, n);

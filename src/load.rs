@@ -41,7 +41,8 @@ pub fn parse(text: &str) -> Result<Mapping, SpecErrors> {
         errs
     })?;
     let mut unknown = Vec::new();
-    let result: Result<Mapping, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    let result: Result<Mapping, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
     let schema: serde_json::Value =
         serde_json::to_value(schemars::schema_for!(Mapping)).unwrap_or_default();
     for key in &unknown {
@@ -106,7 +107,10 @@ fn known_keys(schema: &serde_json::Value, path: &str) -> Vec<String> {
 }
 
 /// Follows `$ref` and picks the object-like branch of `anyOf`/`oneOf` (as schemars writes `Option<T>`).
-fn resolve<'a>(root: &'a serde_json::Value, mut node: &'a serde_json::Value) -> &'a serde_json::Value {
+fn resolve<'a>(
+    root: &'a serde_json::Value,
+    mut node: &'a serde_json::Value,
+) -> &'a serde_json::Value {
     for _ in 0..16 {
         if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
             let Some(name) = r.strip_prefix("#/$defs/") else {
@@ -152,9 +156,22 @@ mod tests {
         "#;
         let errs = parse(text).unwrap_err();
         let all = errs.to_string();
-        assert!(all.contains("sources.c.encodng: unknown key \"encodng\"; did you mean \"encoding\"?"), "{all}");
-        assert!(all.contains("sources.c.csv.delimeter: unknown key \"delimeter\"; did you mean \"delimiter\"?"), "{all}");
-        assert!(all.contains("entities[0].fields[0].colum: unknown key \"colum\"; did you mean \"column\"?"), "{all}");
+        assert!(
+            all.contains("sources.c.encodng: unknown key \"encodng\"; did you mean \"encoding\"?"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "sources.c.csv.delimeter: unknown key \"delimeter\"; did you mean \"delimiter\"?"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "entities[0].fields[0].colum: unknown key \"colum\"; did you mean \"column\"?"
+            ),
+            "{all}"
+        );
         assert_eq!(errs.0.len(), 3);
     }
 

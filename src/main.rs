@@ -11,7 +11,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
-        Err(FatalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(FatalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("crm-etl: error: {e}");
             ExitCode::from(2)
@@ -74,10 +76,17 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 ..spec::CsvDialect::default()
             };
             let dialect = read::compile_dialect(&dspec).map_err(|es| {
-                FatalError::Usage(es.into_iter().map(|(k, m)| format!("--{k}: {m}")).collect::<Vec<_>>().join("; "))
+                FatalError::Usage(
+                    es.into_iter()
+                        .map(|(k, m)| format!("--{k}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
             })?;
-            let encoding: spec::Encoding = serde_json::from_value(serde_json::Value::String(encoding.clone()))
-                .map_err(|_| FatalError::Usage(format!("--encoding: unknown encoding {encoding:?}")))?;
+            let encoding: spec::Encoding = serde_json::from_value(serde_json::Value::String(
+                encoding.clone(),
+            ))
+            .map_err(|_| FatalError::Usage(format!("--encoding: unknown encoding {encoding:?}")))?;
             let opts = convert::ConvertOptions {
                 input,
                 output,
@@ -116,9 +125,16 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
 
 /// The per-entity table printed after a run.
 fn run_summary(m: &manifest::Manifest) -> String {
-    let mut s = format!("{:<24} {:>12} {:>12} {:>10}  reasons\n", "entity", "read", "written", "rejected");
+    let mut s = format!(
+        "{:<24} {:>12} {:>12} {:>10}  reasons\n",
+        "entity", "read", "written", "rejected"
+    );
     for e in &m.entities {
-        let reasons: Vec<String> = e.rejects_by_reason.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let reasons: Vec<String> = e
+            .rejects_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         s.push_str(&format!(
             "{:<24} {:>12} {:>12} {:>10}  {}\n",
             e.name,

@@ -96,7 +96,8 @@ pub fn write_checksums(dir: &Path, outputs: &[OutputEntry]) -> Result<FileRef, F
 
 /// Writes the manifest, last of all.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), FatalError> {
-    let mut text = serde_json::to_string_pretty(m).map_err(|e| FatalError::Internal(e.to_string()))?;
+    let mut text =
+        serde_json::to_string_pretty(m).map_err(|e| FatalError::Internal(e.to_string()))?;
     text.push('\n');
     let mut f = AtomicFile::create(&dir.join(MANIFEST))?;
     f.write_bytes(text.as_bytes())?;
@@ -158,10 +159,16 @@ pub fn parse_checksums(text: &str) -> Result<Vec<(String, String)>, String> {
             .split_once("  ")
             .ok_or_else(|| format!("{CHECKSUMS}: line {}: expected \"<hash>  <path>\"", i + 1))?;
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("{CHECKSUMS}: line {}: not a BLAKE3 hash: {hash:?}", i + 1));
+            return Err(format!(
+                "{CHECKSUMS}: line {}: not a BLAKE3 hash: {hash:?}",
+                i + 1
+            ));
         }
         if path.starts_with('/') || path.split('/').any(|s| s == "..") {
-            return Err(format!("{CHECKSUMS}: line {}: path {path:?} leaves the folder", i + 1));
+            return Err(format!(
+                "{CHECKSUMS}: line {}: path {path:?} leaves the folder",
+                i + 1
+            ));
         }
         out.push((hash.to_ascii_lowercase(), path.to_string()));
     }
@@ -172,7 +179,10 @@ pub fn parse_checksums(text: &str) -> Result<Vec<(String, String)>, String> {
 /// manifest against it. All findings are returned; the run is intact when all are `Ok`.
 pub fn verify(dir: &Path) -> Result<Vec<Finding>, FatalError> {
     if !dir.is_dir() {
-        return Err(FatalError::Usage(format!("{}: not a folder", dir.display())));
+        return Err(FatalError::Usage(format!(
+            "{}: not a folder",
+            dir.display()
+        )));
     }
     let mut findings = Vec::new();
     let sums_path = dir.join(CHECKSUMS);
@@ -214,10 +224,15 @@ pub fn verify(dir: &Path) -> Result<Vec<Finding>, FatalError> {
                 if m.checksums.blake3 != sums_hash {
                     findings.push(Finding::Changed(CHECKSUMS.into()));
                 }
-                let in_manifest: BTreeMap<&str, &str> =
-                    m.outputs.iter().map(|o| (o.path.as_str(), o.blake3.as_str())).collect();
-                let in_sums: BTreeMap<&str, &str> =
-                    entries.iter().map(|(h, p)| (p.as_str(), h.as_str())).collect();
+                let in_manifest: BTreeMap<&str, &str> = m
+                    .outputs
+                    .iter()
+                    .map(|o| (o.path.as_str(), o.blake3.as_str()))
+                    .collect();
+                let in_sums: BTreeMap<&str, &str> = entries
+                    .iter()
+                    .map(|(h, p)| (p.as_str(), h.as_str()))
+                    .collect();
                 if in_manifest != in_sums {
                     findings.push(Finding::Manifest(format!(
                         "the outputs in {MANIFEST} differ from those in {CHECKSUMS}"
@@ -239,8 +254,14 @@ fn walk(dir: &Path) -> Result<Vec<String>, FatalError> {
         for entry in rd {
             let entry = entry.map_err(|e| FatalError::io(&path, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            let ft = entry.file_type().map_err(|e| FatalError::io(entry.path(), e))?;
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = entry
+                .file_type()
+                .map_err(|e| FatalError::io(entry.path(), e))?;
             if ft.is_dir() {
                 stack.push((entry.path(), r));
             } else {

@@ -26,7 +26,10 @@ pub struct Reject {
 #[derive(Debug, Clone)]
 pub enum RowOutcome {
     /// Encoded bytes end at this offset of `MappedChunk::out`; keys start at `key_start`.
-    Written { end: usize, key_start: usize },
+    Written {
+        end: usize,
+        key_start: usize,
+    },
     Rejected(usize),
 }
 
@@ -135,7 +138,8 @@ fn map_record<'b>(
     }
     let width = plan.header.len();
     if m.n_fields != width {
-        let extra_empty = m.n_fields > width && (width..m.n_fields).all(|i| batch.field(m, i).is_empty());
+        let extra_empty =
+            m.n_fields > width && (width..m.n_fields).all(|i| batch.field(m, i).is_empty());
         let padded = plan.ragged == Ragged::Pad && (m.n_fields < width || extra_empty);
         if !padded {
             sc.errors.push(FieldError {
@@ -194,7 +198,9 @@ fn map_record<'b>(
                     .map_err(|m| (RejectCode::Type, m))
                     .and_then(|()| check_constraints(f, &sc.text[start..]));
                 match res {
-                    Ok(()) => sc.cells.push(Cell::of(f.ty, start, sc.text.len(), &sc.text)),
+                    Ok(()) => sc
+                        .cells
+                        .push(Cell::of(f.ty, start, sc.text.len(), &sc.text)),
                     Err((code, message)) => {
                         sc.text.truncate(start);
                         sc.errors.push(FieldError {
@@ -228,10 +234,18 @@ fn map_record<'b>(
 }
 
 /// The field's value before the cast: read, null handling, transforms, value map, default.
-fn field_value<'a>(plan: &'a EntityPlan, f: &'a FieldPlan, strs: &[&'a str]) -> Result<Option<Cow<'a, str>>, FieldError> {
+fn field_value<'a>(
+    plan: &'a EntityPlan,
+    f: &'a FieldPlan,
+    strs: &[&'a str],
+) -> Result<Option<Cow<'a, str>>, FieldError> {
     let is_null = |s: &str| plan.null.iter().any(|n| n == s);
     let raw: Option<Cow<'a, str>> = match &f.input {
-        Input::Column(i) => strs.get(*i).copied().filter(|s| !is_null(s)).map(Cow::Borrowed),
+        Input::Column(i) => strs
+            .get(*i)
+            .copied()
+            .filter(|s| !is_null(s))
+            .map(Cow::Borrowed),
         Input::Const(v) => Some(Cow::Borrowed(v.as_str())),
         Input::Template(parts) => {
             let mut s = String::new();
@@ -274,7 +288,11 @@ fn field_value<'a>(plan: &'a EntityPlan, f: &'a FieldPlan, strs: &[&'a str]) -> 
                         field: f.name.clone(),
                         value: val.to_string(),
                         code: RejectCode::Unmapped,
-                        message: format!("value {:?} is not in the value map (known: {})", val, known.join(", ")),
+                        message: format!(
+                            "value {:?} is not in the value map (known: {})",
+                            val,
+                            known.join(", ")
+                        ),
                     });
                 }
             },
@@ -308,7 +326,10 @@ fn apply<'a>(step: &Step, v: Cow<'a, str>) -> Cow<'a, str> {
         }
         Step::CollapseWhitespace => {
             let t = v.trim();
-            let tidy = !t.as_bytes().windows(2).any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
+            let tidy = !t
+                .as_bytes()
+                .windows(2)
+                .any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
                 && !t.chars().any(|c| c.is_whitespace() && c != ' ');
             if tidy {
                 match v {
@@ -341,7 +362,9 @@ pub fn cast_value(f: &FieldPlan, v: &str, out: &mut String) -> Result<(), String
             nf,
         } => cast::decimal(v, *precision, *scale, *round, nf, out),
         Cast::Float(nf) => cast::float(v, nf, out),
-        Cast::Boolean(w) => cast::boolean(v, w).map(|b| out.push_str(if b { "true" } else { "false" })),
+        Cast::Boolean(w) => {
+            cast::boolean(v, w).map(|b| out.push_str(if b { "true" } else { "false" }))
+        }
         Cast::Temporal(t) => t.cast(v, out),
         Cast::Uuid => cast::uuid(v, out),
         Cast::Json => cast::json(v, out),
@@ -365,8 +388,14 @@ pub fn check_constraints(f: &FieldPlan, text: &str) -> Result<(), (RejectCode, S
     if let Some(re) = &f.pattern {
         if !re.is_match(text) {
             let shown = re.as_str();
-            let shown = shown.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(shown);
-            return Err((RejectCode::Pattern, format!("{text:?} does not match the pattern {shown:?}")));
+            let shown = shown
+                .strip_prefix("^(?:")
+                .and_then(|s| s.strip_suffix(")$"))
+                .unwrap_or(shown);
+            return Err((
+                RejectCode::Pattern,
+                format!("{text:?} does not match the pattern {shown:?}"),
+            ));
         }
     }
     Ok(())

@@ -8,8 +8,8 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
-use crate::keyset::KeySet;
 use crate::error::{FatalError, FieldError, Position, RejectCode};
+use crate::keyset::KeySet;
 use crate::map::{key_text, map_chunk, MappedChunk, Reject, RowOutcome};
 use crate::plan::EntityPlan;
 use crate::read::csv::{Batch, CsvReader};
@@ -42,6 +42,7 @@ pub enum RejectSink<'a> {
 }
 
 /// Maps every record of one opened file into `writer`.
+#[allow(clippy::too_many_arguments)]
 pub fn pump<R: Read + Send>(
     mut reader: CsvReader<R>,
     plan: &EntityPlan,
@@ -106,7 +107,16 @@ pub fn pump<R: Read + Send>(
                     .collect_into_vec(&mut outs)
             });
             for (c, chunk) in outs.iter().enumerate() {
-                write_chunk(plan, display, &batch, c * CHUNK_RECORDS, chunk, writer, &mut rejects, state)?;
+                write_chunk(
+                    plan,
+                    display,
+                    &batch,
+                    c * CHUNK_RECORDS,
+                    chunk,
+                    writer,
+                    &mut rejects,
+                    state,
+                )?;
             }
             let _ = free_tx.send(batch);
         }
@@ -145,7 +155,9 @@ fn write_chunk(
                 let m = &batch.records[base + k];
                 let keys = &chunk.keys[*key_start..*key_start + plan.unique.len()];
                 let dup = keys.iter().enumerate().find_map(|(u, key)| {
-                    (*key != 0).then(|| state.seen[u].get(split_key(*key)).map(|first| (u, first))).flatten()
+                    (*key != 0)
+                        .then(|| state.seen[u].get(split_key(*key)).map(|first| (u, first)))
+                        .flatten()
                 });
                 if let Some((u, first)) = dup {
                     flush_run(writer, &chunk.out[run_start..row_start], run_rows, state)?;
@@ -164,7 +176,10 @@ fn write_chunk(
                                 .join(","),
                             value: key_text(plan, batch, m, &plan.unique[u].fields),
                             code: RejectCode::Duplicate,
-                            message: format!("duplicate value for the {} (first seen in record {first})", plan.unique[u].label),
+                            message: format!(
+                                "duplicate value for the {} (first seen in record {first})",
+                                plan.unique[u].label
+                            ),
                         }],
                         raw: batch.raw(m).to_vec(),
                         fatal: plan.strict,
@@ -196,7 +211,12 @@ fn write_chunk(
     flush_run(writer, &chunk.out[run_start..prev], run_rows, state)
 }
 
-fn flush_run(writer: &mut RowWriter, bytes: &[u8], rows: u64, state: &mut EntityState) -> Result<(), FatalError> {
+fn flush_run(
+    writer: &mut RowWriter,
+    bytes: &[u8],
+    rows: u64,
+    state: &mut EntityState,
+) -> Result<(), FatalError> {
     if rows == 0 {
         return Ok(());
     }

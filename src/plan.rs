@@ -104,7 +104,9 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 /// Compiles an entity. `header` is `None` when the source could not be opened: column names are then not
@@ -121,7 +123,10 @@ pub fn compile_entity(
     if !valid_name(&entity.name) {
         errors.push(
             format!("{at}.name"),
-            format!("{:?} is not a usable table name: use letters, digits, `_`, `-` and `.`", entity.name),
+            format!(
+                "{:?} is not a usable table name: use letters, digits, `_`, `-` and `.`",
+                entity.name
+            ),
         );
     }
     if entity.fields.is_empty() {
@@ -132,7 +137,10 @@ pub fn compile_entity(
     for (j, f) in entity.fields.iter().enumerate() {
         let fat = format!("{at}.fields[{j}]");
         if let Some(prev) = seen.insert(f.name.as_str(), j) {
-            errors.push(format!("{fat}.name"), format!("field {:?} is already defined at fields[{prev}]", f.name));
+            errors.push(
+                format!("{fat}.name"),
+                format!("field {:?} is already defined at fields[{prev}]", f.name),
+            );
         }
         if f.name.is_empty() {
             errors.push(format!("{fat}.name"), "a field needs a name");
@@ -231,10 +239,22 @@ fn compile_field(
     let sources = [f.column.is_some(), f.value.is_some(), f.template.is_some()];
     let input = match (&f.column, &f.value, &f.template) {
         _ if sources.iter().filter(|s| **s).count() != 1 => {
-            errors.push(at.to_string(), format!("field {:?} needs exactly one of `column`, `value` and `template`", f.name));
+            errors.push(
+                at.to_string(),
+                format!(
+                    "field {:?} needs exactly one of `column`, `value` and `template`",
+                    f.name
+                ),
+            );
             Input::Const(String::new())
         }
-        (Some(c), _, _) => Input::Column(column_index(c, header, file_label, &format!("{at}.column"), errors)),
+        (Some(c), _, _) => Input::Column(column_index(
+            c,
+            header,
+            file_label,
+            &format!("{at}.column"),
+            errors,
+        )),
         (_, Some(v), _) => Input::Const(v.clone()),
         (_, _, t) => match parse_template(t.as_deref().unwrap_or_default()) {
             Ok(parts) => Input::Template(
@@ -242,9 +262,13 @@ fn compile_field(
                     .into_iter()
                     .map(|p| match p {
                         TemplatePart::Lit(s) => Part::Lit(s),
-                        TemplatePart::Col(c) => {
-                            Part::Col(column_index(&c, header, file_label, &format!("{at}.template"), errors))
-                        }
+                        TemplatePart::Col(c) => Part::Col(column_index(
+                            &c,
+                            header,
+                            file_label,
+                            &format!("{at}.template"),
+                            errors,
+                        )),
                     })
                     .collect(),
             ),
@@ -264,17 +288,65 @@ fn compile_field(
     let nf = number_format(f, at, errors);
     let only = |errors: &mut SpecErrors, key: &str, set: bool, ok: bool, types: &str| {
         if set && !ok {
-            errors.push(format!("{at}.{key}"), format!("`{key}` applies only to {types}, not to {ty}"));
+            errors.push(
+                format!("{at}.{key}"),
+                format!("`{key}` applies only to {types}, not to {ty}"),
+            );
         }
     };
-    let numeric = matches!(ty, FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float);
-    only(errors, "formats", f.formats.is_some(), ty.is_temporal(), "date and time types");
-    only(errors, "timezone", f.timezone.is_some(), ty == FieldType::TimestampTz, "timestamptz");
-    only(errors, "true_values", f.true_values.is_some(), ty == FieldType::Boolean, "boolean");
-    only(errors, "false_values", f.false_values.is_some(), ty == FieldType::Boolean, "boolean");
-    only(errors, "decimal_separator", f.decimal_separator.is_some(), numeric, "numbers");
-    only(errors, "thousands_separator", f.thousands_separator.is_some(), numeric, "numbers");
-    only(errors, "round", f.round, matches!(ty, FieldType::Decimal { .. }), "decimal");
+    let numeric = matches!(
+        ty,
+        FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float
+    );
+    only(
+        errors,
+        "formats",
+        f.formats.is_some(),
+        ty.is_temporal(),
+        "date and time types",
+    );
+    only(
+        errors,
+        "timezone",
+        f.timezone.is_some(),
+        ty == FieldType::TimestampTz,
+        "timestamptz",
+    );
+    only(
+        errors,
+        "true_values",
+        f.true_values.is_some(),
+        ty == FieldType::Boolean,
+        "boolean",
+    );
+    only(
+        errors,
+        "false_values",
+        f.false_values.is_some(),
+        ty == FieldType::Boolean,
+        "boolean",
+    );
+    only(
+        errors,
+        "decimal_separator",
+        f.decimal_separator.is_some(),
+        numeric,
+        "numbers",
+    );
+    only(
+        errors,
+        "thousands_separator",
+        f.thousands_separator.is_some(),
+        numeric,
+        "numbers",
+    );
+    only(
+        errors,
+        "round",
+        f.round,
+        matches!(ty, FieldType::Decimal { .. }),
+        "decimal",
+    );
     let cast = match ty {
         FieldType::Text => Cast::Text,
         FieldType::Integer => Cast::Integer(nf),
@@ -295,7 +367,10 @@ fn compile_field(
             }
             let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
             if lower(&w.truthy).iter().any(|t| lower(&w.falsy).contains(t)) {
-                errors.push(format!("{at}.true_values"), "a word is both a true and a false value");
+                errors.push(
+                    format!("{at}.true_values"),
+                    "a word is both a true and a false value",
+                );
             }
             Cast::Boolean(w)
         }
@@ -308,11 +383,17 @@ fn compile_field(
             };
             let formats: Vec<String> = match &f.formats {
                 Some(v) if v.is_empty() => {
-                    errors.push(format!("{at}.formats"), "give at least one format, or leave `formats` out");
+                    errors.push(
+                        format!("{at}.formats"),
+                        "give at least one format, or leave `formats` out",
+                    );
                     Vec::new()
                 }
                 Some(v) => v.clone(),
-                None => TemporalCast::default_formats(kind).iter().map(|s| s.to_string()).collect(),
+                None => TemporalCast::default_formats(kind)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             };
             match TemporalCast::compile(kind, &formats, f.timezone.as_deref(), f.ambiguous) {
                 Ok(c) => Cast::Temporal(Box::new(c)),
@@ -334,27 +415,42 @@ fn compile_field(
             Transform::Lower => Step::Lower,
             Transform::Upper => Step::Upper,
             Transform::CollapseWhitespace => Step::CollapseWhitespace,
-            Transform::RegexReplace { pattern, replacement } => match Regex::new(pattern) {
+            Transform::RegexReplace {
+                pattern,
+                replacement,
+            } => match Regex::new(pattern) {
                 Ok(re) => Step::Replace(re, replacement.clone()),
                 Err(e) => {
-                    errors.push(format!("{at}.transforms[{k}].regex_replace.pattern"), format!("bad regular expression: {e}"));
+                    errors.push(
+                        format!("{at}.transforms[{k}].regex_replace.pattern"),
+                        format!("bad regular expression: {e}"),
+                    );
                     continue;
                 }
             },
         });
     }
-    let pattern = f.pattern.as_ref().and_then(|p| match Regex::new(&format!("^(?:{p})$")) {
-        Ok(re) => Some(re),
-        Err(e) => {
-            errors.push(format!("{at}.pattern"), format!("bad regular expression: {e}"));
-            None
-        }
-    });
+    let pattern = f
+        .pattern
+        .as_ref()
+        .and_then(|p| match Regex::new(&format!("^(?:{p})$")) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                errors.push(
+                    format!("{at}.pattern"),
+                    format!("bad regular expression: {e}"),
+                );
+                None
+            }
+        });
     if f.unmapped != Unmapped::Reject && f.map.is_none() {
         errors.push(format!("{at}.unmapped"), "`unmapped` needs a value `map`");
     }
     if f.unmapped == Unmapped::Default && f.default.is_none() {
-        errors.push(format!("{at}.default"), "unmapped = \"default\" needs a `default` value");
+        errors.push(
+            format!("{at}.default"),
+            "unmapped = \"default\" needs a `default` value",
+        );
     }
     if f.max_length == Some(0) {
         errors.push(format!("{at}.max_length"), "must be at least 1");
@@ -364,7 +460,10 @@ fn compile_field(
         ty,
         input,
         steps,
-        map: f.map.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        map: f
+            .map
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         unmapped: f.unmapped,
         default: f.default.clone(),
         required,
@@ -376,9 +475,15 @@ fn compile_field(
     if let Some(d) = &f.default {
         let mut out = String::new();
         if let Err(e) = crate::map::cast_value(&plan, d, &mut out) {
-            errors.push(format!("{at}.default"), format!("the default does not fit the field: {e}"));
+            errors.push(
+                format!("{at}.default"),
+                format!("the default does not fit the field: {e}"),
+            );
         } else if let Err(e) = crate::map::check_constraints(&plan, &out) {
-            errors.push(format!("{at}.default"), format!("the default does not fit the field: {}", e.1));
+            errors.push(
+                format!("{at}.default"),
+                format!("the default does not fit the field: {}", e.1),
+            );
         }
     }
     if errors.0.len() > before {
@@ -394,17 +499,30 @@ fn number_format(f: &Field, at: &str, errors: &mut SpecErrors) -> NumberFormat {
         match (cs.next(), cs.next()) {
             (Some(c), None) if !c.is_ascii_digit() && c != '-' && c != '+' => Some(c),
             _ => {
-                errors.push(format!("{at}.{key}"), format!("expected one character that is not a digit or sign, got {v:?}"));
+                errors.push(
+                    format!("{at}.{key}"),
+                    format!("expected one character that is not a digit or sign, got {v:?}"),
+                );
                 None
             }
         }
     };
-    if let Some(d) = f.decimal_separator.as_deref().and_then(|v| one("decimal_separator", v)) {
+    if let Some(d) = f
+        .decimal_separator
+        .as_deref()
+        .and_then(|v| one("decimal_separator", v))
+    {
         nf.decimal_separator = d;
     }
-    nf.thousands_separator = f.thousands_separator.as_deref().and_then(|v| one("thousands_separator", v));
+    nf.thousands_separator = f
+        .thousands_separator
+        .as_deref()
+        .and_then(|v| one("thousands_separator", v));
     if nf.thousands_separator == Some(nf.decimal_separator) {
-        errors.push(format!("{at}.thousands_separator"), "the same character as the decimal separator");
+        errors.push(
+            format!("{at}.thousands_separator"),
+            "the same character as the decimal separator",
+        );
     }
     nf
 }
@@ -445,7 +563,11 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
                 }
                 parts.push(TemplatePart::Col(name));
             }
-            '}' => return Err(format!("lone `}}` in template {t:?} (write `}}}}` for a brace)")),
+            '}' => {
+                return Err(format!(
+                    "lone `}}` in template {t:?} (write `}}}}` for a brace)"
+                ))
+            }
             c => lit.push(c),
         }
     }
@@ -453,7 +575,9 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(TemplatePart::Lit(lit));
     }
     if !parts.iter().any(|p| matches!(p, TemplatePart::Col(_))) {
-        return Err(format!("template {t:?} names no column; use `value` for a constant"));
+        return Err(format!(
+            "template {t:?} names no column; use `value` for a constant"
+        ));
     }
     Ok(parts)
 }

@@ -34,7 +34,10 @@ pub struct RunResult {
 /// Validates the parts of a mapping that need no input file; all problems at once.
 pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
     if m.version != 1 {
-        errors.push("version", format!("unknown mapping version {}; only 1 exists", m.version));
+        errors.push(
+            "version",
+            format!("unknown mapping version {}; only 1 exists", m.version),
+        );
     }
     if m.entities.is_empty() {
         errors.push("entities", "the mapping defines no entity");
@@ -69,7 +72,10 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
 
 /// Shows a path relative to the mapping's folder when it lies inside it.
 fn display_path(base: &Path, p: &Path) -> String {
-    p.strip_prefix(base).unwrap_or(p).to_string_lossy().replace('\\', "/")
+    p.strip_prefix(base)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 /// Makes the output folder ready: new, empty, or holding an earlier run, whose files are removed (the
@@ -79,9 +85,14 @@ fn prepare_out(out: &Path) -> Result<(), FatalError> {
         return std::fs::create_dir_all(out).map_err(|e| FatalError::io(out, e));
     }
     if !out.is_dir() {
-        return Err(FatalError::Usage(format!("--out {}: not a folder", out.display())));
+        return Err(FatalError::Usage(format!(
+            "--out {}: not a folder",
+            out.display()
+        )));
     }
-    let mut entries = std::fs::read_dir(out).map_err(|e| FatalError::io(out, e))?.peekable();
+    let mut entries = std::fs::read_dir(out)
+        .map_err(|e| FatalError::io(out, e))?
+        .peekable();
     if entries.peek().is_none() {
         return Ok(());
     }
@@ -117,8 +128,16 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     if !errors.is_empty() {
         return Err(FatalError::Spec(errors));
     }
-    let base = opts.mapping.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = opts
+        .mapping
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -149,18 +168,36 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             let display = display_path(&base, file);
             let opened = open_csv(file, &display, source.encoding, &dialect, &source.csv)?;
             let mut errs = SpecErrors::default();
-            let plan = compile_entity(entity, source, Some(&opened.header), &display, &format!("entities[{i}]"), &mut errs);
+            let plan = compile_entity(
+                entity,
+                source,
+                Some(&opened.header),
+                &display,
+                &format!("entities[{i}]"),
+                &mut errs,
+            );
             let Some(mut plan) = plan.filter(|_| errs.is_empty()) else {
                 return Err(FatalError::Spec(errs));
             };
             plan.format = format;
             if writer.is_none() {
-                let sink = Sink::File(AtomicFile::create(&opts.out.join(&out_name))?);
+                let sink = Sink::File(Box::new(AtomicFile::create(&opts.out.join(&out_name))?));
                 writer = Some(RowWriter::new(sink, format, &encode::header(&plan))?);
             }
-            let w = writer.as_mut().ok_or_else(|| FatalError::Internal("writer".into()))?;
+            let w = writer
+                .as_mut()
+                .ok_or_else(|| FatalError::Internal("writer".into()))?;
             let size = std::fs::metadata(file).ok().map(|md| md.len());
-            pump(opened.reader, &plan, &display, &pool, w, RejectSink::File(&mut rejects), &mut state, size)?;
+            pump(
+                opened.reader,
+                &plan,
+                &display,
+                &pool,
+                w,
+                RejectSink::File(&mut rejects),
+                &mut state,
+                size,
+            )?;
             let (bytes, blake3) = opened.hash.result();
             if !inputs.iter().any(|x| x.path == display) {
                 inputs.push(InputEntry {
@@ -234,11 +271,19 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         written,
         rejected,
         max_rejects: opts.max_rejects,
-        status: if over_limit { "rejects_over_limit" } else { "ok" }.into(),
+        status: if over_limit {
+            "rejects_over_limit"
+        } else {
+            "ok"
+        }
+        .into(),
         checksums,
     };
     manifest::write_manifest(&opts.out, &manifest)?;
-    Ok(RunResult { manifest, over_limit })
+    Ok(RunResult {
+        manifest,
+        over_limit,
+    })
 }
 
 /// `crm-etl check`: every problem of a mapping, including columns missing from the sources' headers.
@@ -248,10 +293,16 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
     let mut errors = SpecErrors::default();
     validate_static(m, &mut errors);
     let base = mapping.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
     let mut notes = Vec::new();
     for (i, entity) in m.entities.iter().enumerate() {
-        let Some(source) = m.sources.get(&entity.source) else { continue };
+        let Some(source) = m.sources.get(&entity.source) else {
+            continue;
+        };
         let at = format!("entities[{i}]");
         let mut header = None;
         let mut label = String::new();
@@ -274,7 +325,9 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
                             ));
                             header = Some(o.header);
                         }
-                        Err(e) => errors.push(format!("sources.{}.path", entity.source), e.to_string()),
+                        Err(e) => {
+                            errors.push(format!("sources.{}.path", entity.source), e.to_string())
+                        }
                     }
                 }
                 Err(e) => errors.push(format!("sources.{}.path", entity.source), e),

@@ -49,25 +49,49 @@ impl FieldType {
             let inner = args
                 .strip_prefix('(')
                 .and_then(|a| a.strip_suffix(')'))
-                .ok_or_else(|| format!("decimal needs a precision and a scale, as in \"decimal(18,2)\"; got {s:?}"))?;
-            let (p, sc) = inner
-                .split_once(',')
-                .ok_or_else(|| format!("decimal needs a precision and a scale, as in \"decimal(18,2)\"; got {s:?}"))?;
-            let p: u8 = p.trim().parse().map_err(|_| format!("bad decimal precision in {s:?}"))?;
-            let sc: u8 = sc.trim().parse().map_err(|_| format!("bad decimal scale in {s:?}"))?;
+                .ok_or_else(|| {
+                    format!(
+                        "decimal needs a precision and a scale, as in \"decimal(18,2)\"; got {s:?}"
+                    )
+                })?;
+            let (p, sc) = inner.split_once(',').ok_or_else(|| {
+                format!("decimal needs a precision and a scale, as in \"decimal(18,2)\"; got {s:?}")
+            })?;
+            let p: u8 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad decimal precision in {s:?}"))?;
+            let sc: u8 = sc
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad decimal scale in {s:?}"))?;
             if p == 0 || p > MAX_DECIMAL_PRECISION {
                 return Err(format!(
                     "decimal precision must be 1 to {MAX_DECIMAL_PRECISION}; got {p}"
                 ));
             }
             if sc > p {
-                return Err(format!("decimal scale {sc} is larger than its precision {p}"));
+                return Err(format!(
+                    "decimal scale {sc} is larger than its precision {p}"
+                ));
             }
-            return Ok(FieldType::Decimal { precision: p, scale: sc });
+            return Ok(FieldType::Decimal {
+                precision: p,
+                scale: sc,
+            });
         }
         let names = [
-            "text", "integer", "decimal", "float", "boolean", "date", "time", "timestamp",
-            "timestamptz", "uuid", "json",
+            "text",
+            "integer",
+            "decimal",
+            "float",
+            "boolean",
+            "date",
+            "time",
+            "timestamp",
+            "timestamptz",
+            "uuid",
+            "json",
         ];
         Err(format!(
             "unknown type {s:?}; expected one of {}{}",
@@ -111,7 +135,10 @@ mod tests {
     fn parses_every_type_and_refuses_bad_ones() {
         assert_eq!(
             FieldType::parse("decimal(18, 2)"),
-            Ok(FieldType::Decimal { precision: 18, scale: 2 })
+            Ok(FieldType::Decimal {
+                precision: 18,
+                scale: 2
+            })
         );
         assert_eq!(FieldType::parse("TimestampTZ"), Ok(FieldType::TimestampTz));
         assert!(FieldType::parse("decimal").is_err());

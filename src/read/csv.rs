@@ -104,7 +104,9 @@ enum Parsed {
         malformed: Option<String>,
     },
     NeedMore,
-    Unterminated { quote_at: usize },
+    Unterminated {
+        quote_at: usize,
+    },
 }
 
 /// Reads records from a UTF-8 (or decoded) byte stream.
@@ -242,7 +244,12 @@ impl<R: Read> CsvReader<R> {
                     self.fill()?;
                     continue;
                 }
-                self.pos += if self.buf.get(self.pos + 1) == Some(&b'\n') && self.pos + 1 < self.end { 2 } else { 1 };
+                self.pos += if self.buf.get(self.pos + 1) == Some(&b'\n') && self.pos + 1 < self.end
+                {
+                    2
+                } else {
+                    1
+                };
                 self.line += 1;
                 continue;
             }
@@ -281,9 +288,11 @@ impl<R: Read> CsvReader<R> {
                         byte: self.base + self.pos as u64,
                         malformed,
                     });
-                    self.line += memchr::memchr_iter(b'\n', &self.buf[self.pos..self.pos + len]).count() as u64;
+                    self.line += memchr::memchr_iter(b'\n', &self.buf[self.pos..self.pos + len])
+                        .count() as u64;
                     // A lone CR ends a line too.
-                    if len > content && self.buf[self.pos + content] == b'\r' && len == content + 1 {
+                    if len > content && self.buf[self.pos + content] == b'\r' && len == content + 1
+                    {
                         self.line += 1;
                     }
                     self.pos += len;
@@ -431,7 +440,11 @@ impl<R: Read> CsvReader<R> {
                     if i + 1 == n && !eof {
                         return Parsed::NeedMore;
                     }
-                    let len = if s.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 };
+                    let len = if s.get(i + 1) == Some(&b'\n') {
+                        i + 2
+                    } else {
+                        i + 1
+                    };
                     return Parsed::Done {
                         len,
                         content: i,
@@ -487,7 +500,13 @@ mod tests {
                 let fields = (0..m.n_fields)
                     .map(|i| String::from_utf8_lossy(b.field(m, i)).into_owned())
                     .collect();
-                (fields, m.line, m.byte, String::from_utf8_lossy(b.raw(m)).into_owned(), m.malformed.clone())
+                (
+                    fields,
+                    m.line,
+                    m.byte,
+                    String::from_utf8_lossy(b.raw(m)).into_owned(),
+                    m.malformed.clone(),
+                )
             })
             .collect())
     }

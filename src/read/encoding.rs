@@ -70,8 +70,12 @@ pub fn sniff(declared: Encoding, head: &[u8]) -> Sniffed {
     // own test files do). Read as UTF-16, that is valid but meaningless text: a NUL code unit right after
     // a byte-order mark never begins real text, so it identifies UTF-32.
     let bom = match (bom, head.get(2..6)) {
-        (Some((Detected::Utf16Le | Detected::Utf16Be, 2)), Some([a, 0, 0, 0])) if *a != 0 => Some((Detected::Utf32Le, 2)),
-        (Some((Detected::Utf16Le | Detected::Utf16Be, 2)), Some([0, 0, 0, d])) if *d != 0 => Some((Detected::Utf32Be, 2)),
+        (Some((Detected::Utf16Le | Detected::Utf16Be, 2)), Some([a, 0, 0, 0])) if *a != 0 => {
+            Some((Detected::Utf32Le, 2))
+        }
+        (Some((Detected::Utf16Le | Detected::Utf16Be, 2)), Some([0, 0, 0, d])) if *d != 0 => {
+            Some((Detected::Utf32Be, 2))
+        }
         (b, _) => b,
     };
     let pick = |d: Detected| Sniffed {
@@ -342,10 +346,22 @@ mod tests {
 
     #[test]
     fn sniffs_boms() {
-        assert_eq!(sniff(Encoding::Auto, b"\xEF\xBB\xBFa").to_string(), "utf-8 (byte-order mark)");
-        assert_eq!(sniff(Encoding::Auto, b"\xFF\xFEa\0").encoding, Detected::Utf16Le);
-        assert_eq!(sniff(Encoding::Auto, b"\xFF\xFE\0\0").encoding, Detected::Utf32Le);
-        assert_eq!(sniff(Encoding::Auto, b"\xFE\xFF\0a").encoding, Detected::Utf16Be);
+        assert_eq!(
+            sniff(Encoding::Auto, b"\xEF\xBB\xBFa").to_string(),
+            "utf-8 (byte-order mark)"
+        );
+        assert_eq!(
+            sniff(Encoding::Auto, b"\xFF\xFEa\0").encoding,
+            Detected::Utf16Le
+        );
+        assert_eq!(
+            sniff(Encoding::Auto, b"\xFF\xFE\0\0").encoding,
+            Detected::Utf32Le
+        );
+        assert_eq!(
+            sniff(Encoding::Auto, b"\xFE\xFF\0a").encoding,
+            Detected::Utf16Be
+        );
         assert_eq!(sniff(Encoding::Auto, b"abc").to_string(), "utf-8");
         assert_eq!(sniff(Encoding::Utf16Le, b"\xFF\xFEa\0").bom_len, 2);
         assert_eq!(sniff(Encoding::Utf16Le, b"a\0").bom_len, 0);
@@ -354,7 +370,10 @@ mod tests {
         assert_eq!((le.encoding, le.bom_len), (Detected::Utf32Le, 2));
         let be = sniff(Encoding::Auto, b"\xFE\xFF\0\0\0\x22\0\0");
         assert_eq!((be.encoding, be.bom_len), (Detected::Utf32Be, 2));
-        assert_eq!(sniff(Encoding::Auto, b"\xFE\xFF\0\x22\0c").encoding, Detected::Utf16Be);
+        assert_eq!(
+            sniff(Encoding::Auto, b"\xFE\xFF\0\x22\0c").encoding,
+            Detected::Utf16Be
+        );
     }
 
     #[test]
@@ -362,14 +381,23 @@ mod tests {
         let text = "Zoë, 東京 €5 😀";
         let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
         let be: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
-        let u32le: Vec<u8> = text.chars().flat_map(|c| (c as u32).to_le_bytes()).collect();
+        let u32le: Vec<u8> = text
+            .chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect();
         for chunk in [1, 3, 7, 4096] {
             assert_eq!(decode(&le, Detected::Utf16Le, chunk).unwrap(), text);
             assert_eq!(decode(&be, Detected::Utf16Be, chunk).unwrap(), text);
             assert_eq!(decode(&u32le, Detected::Utf32Le, chunk).unwrap(), text);
         }
-        assert_eq!(decode(b"Zo\xEB \x80", Detected::Windows1252, 1).unwrap(), "Zoë €");
-        assert_eq!(decode(b"Zo\xEB \x80", Detected::Iso88591, 2).unwrap(), "Zoë \u{80}");
+        assert_eq!(
+            decode(b"Zo\xEB \x80", Detected::Windows1252, 1).unwrap(),
+            "Zoë €"
+        );
+        assert_eq!(
+            decode(b"Zo\xEB \x80", Detected::Iso88591, 2).unwrap(),
+            "Zoë \u{80}"
+        );
     }
 
     #[test]
@@ -377,7 +405,10 @@ mod tests {
         // "ab" then a lone low surrogate at byte 4.
         let bytes = [b'a', 0, b'b', 0, 0x00, 0xDC, b'c', 0];
         let err = decode(&bytes, Detected::Utf16Le, 3).unwrap_err();
-        let inner = err.get_ref().and_then(|e| e.downcast_ref::<DecodeError>()).unwrap();
+        let inner = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<DecodeError>())
+            .unwrap();
         assert_eq!(inner.offset, 4);
         // A truncated final code unit.
         assert!(decode(&[b'a', 0, b'b'], Detected::Utf16Le, 2).is_err());

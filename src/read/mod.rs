@@ -7,10 +7,10 @@ pub mod encoding;
 use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{FatalError, Position};
-use crate::spec::{CsvDialect, Encoding};
 use self::csv::{Batch, CsvReader, Dialect};
 use self::encoding::{DecodeReader, Detected, Sniffed};
+use crate::error::{FatalError, Position};
+use crate::spec::{CsvDialect, Encoding};
 
 /// The running BLAKE3 hash and size of an input, shared with the reader that feeds it.
 #[derive(Clone, Default)]
@@ -51,14 +51,21 @@ pub struct OpenedCsv {
 pub fn compile_dialect(d: &CsvDialect) -> Result<Dialect, Vec<(String, String)>> {
     let mut errors = Vec::new();
     let mut one = |key: &str, v: &str, allow_empty: bool| -> Option<u8> {
-        let v = if v == "\\t" || v.eq_ignore_ascii_case("tab") { "\t" } else { v };
+        let v = if v == "\\t" || v.eq_ignore_ascii_case("tab") {
+            "\t"
+        } else {
+            v
+        };
         match v.as_bytes() {
             [] if allow_empty => None,
             [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Some(*b),
             _ => {
                 errors.push((
                     key.to_string(),
-                    format!("expected one ASCII character (not a line end){}, got {v:?}", if allow_empty { " or nothing" } else { "" }),
+                    format!(
+                        "expected one ASCII character (not a line end){}, got {v:?}",
+                        if allow_empty { " or nothing" } else { "" }
+                    ),
                 ));
                 None
             }
@@ -69,16 +76,28 @@ pub fn compile_dialect(d: &CsvDialect) -> Result<Dialect, Vec<(String, String)>>
     let escape = one("escape", &d.escape, true);
     let comment = one("comment", &d.comment, true);
     if quote == Some(delimiter) {
-        errors.push(("quote".into(), "the quote character is also the delimiter".into()));
+        errors.push((
+            "quote".into(),
+            "the quote character is also the delimiter".into(),
+        ));
     }
     if escape.is_some() && quote.is_none() {
-        errors.push(("escape".into(), "an escape character needs a quote character".into()));
+        errors.push((
+            "escape".into(),
+            "an escape character needs a quote character".into(),
+        ));
     }
     if !d.header && d.columns.is_none() {
-        errors.push(("columns".into(), "header = false needs the column names in `columns`".into()));
+        errors.push((
+            "columns".into(),
+            "header = false needs the column names in `columns`".into(),
+        ));
     }
     if d.max_record_bytes < 1024 || d.max_record_bytes > (1 << 32) {
-        errors.push(("max_record_bytes".into(), "expected 1024 to 4294967296".into()));
+        errors.push((
+            "max_record_bytes".into(),
+            "expected 1024 to 4294967296".into(),
+        ));
     }
     if errors.is_empty() {
         Ok(Dialect {

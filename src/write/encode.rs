@@ -22,7 +22,9 @@ impl Cell {
     /// The cell for a value of type `ty` whose text is `text[start..end]`.
     pub fn of(ty: FieldType, start: usize, end: usize, text: &str) -> Cell {
         match ty {
-            FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float => Cell::Num(start, end),
+            FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float => {
+                Cell::Num(start, end)
+            }
             FieldType::Boolean => Cell::Bool(&text[start..end] == "true"),
             FieldType::Json => Cell::Json(start, end),
             _ => Cell::Text(start, end),
@@ -64,7 +66,9 @@ pub fn encode_row(plan: &EntityPlan, cells: &[Cell], text: &str, out: &mut Vec<u
                 match *c {
                     Cell::Null => out.extend_from_slice(b"null"),
                     Cell::Text(s, e) => json_string(&text[s..e], out),
-                    Cell::Num(s, e) | Cell::Json(s, e) => out.extend_from_slice(text[s..e].as_bytes()),
+                    Cell::Num(s, e) | Cell::Json(s, e) => {
+                        out.extend_from_slice(&text.as_bytes()[s..e])
+                    }
                     Cell::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
                 }
             }
@@ -158,7 +162,10 @@ mod tests {
         csv_field(b"", false, &mut o);
         o.push(b'|');
         csv_field(b"plain", true, &mut o);
-        assert_eq!(String::from_utf8(o).unwrap(), "\"a,b\"|\"say \"\"hi\"\"\"|\"\"||plain");
+        assert_eq!(
+            String::from_utf8(o).unwrap(),
+            "\"a,b\"|\"say \"\"hi\"\"\"|\"\"||plain"
+        );
     }
 
     #[test]
@@ -167,6 +174,9 @@ mod tests {
         json_string("a\"b\\c\n\u{1}é😀", &mut o);
         let s = String::from_utf8(o).unwrap();
         assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001é😀\"");
-        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\n\u{1}é😀");
+        assert_eq!(
+            serde_json::from_str::<String>(&s).unwrap(),
+            "a\"b\\c\n\u{1}é😀"
+        );
     }
 }

@@ -24,7 +24,10 @@ impl AtomicFile {
     pub fn create(path: &Path) -> Result<AtomicFile, FatalError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| FatalError::io(dir, e))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp_path = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let f = File::create(&tmp_path).map_err(|e| FatalError::io(&tmp_path, e))?;
         Ok(AtomicFile {
@@ -37,24 +40,35 @@ impl AtomicFile {
     }
 
     pub fn write_bytes(&mut self, b: &[u8]) -> Result<(), FatalError> {
-        self.write_all(b).map_err(|e| FatalError::io(&self.tmp_path, e))
+        self.write_all(b)
+            .map_err(|e| FatalError::io(&self.tmp_path, e))
     }
 
     /// Flushes to disk, renames into place, and returns (bytes, BLAKE3 hex).
     pub fn finish(mut self) -> Result<(u64, String), FatalError> {
-        let mut w = self.w.take().ok_or_else(|| FatalError::Internal("file finished twice".into()))?;
+        let mut w = self
+            .w
+            .take()
+            .ok_or_else(|| FatalError::Internal("file finished twice".into()))?;
         w.flush().map_err(|e| FatalError::io(&self.tmp_path, e))?;
-        let f = w.into_inner().map_err(|e| FatalError::io(&self.tmp_path, e.into_error()))?;
-        f.sync_all().map_err(|e| FatalError::io(&self.tmp_path, e))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| FatalError::io(&self.tmp_path, e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| FatalError::io(&self.tmp_path, e))?;
         drop(f);
-        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| FatalError::io(&self.final_path, e))?;
+        std::fs::rename(&self.tmp_path, &self.final_path)
+            .map_err(|e| FatalError::io(&self.final_path, e))?;
         Ok((self.bytes, self.hasher.finalize().to_hex().to_string()))
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let w = self.w.as_mut().ok_or_else(|| std::io::Error::other("write after finish"))?;
+        let w = self
+            .w
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("write after finish"))?;
         let n = w.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
@@ -78,7 +92,7 @@ impl Drop for AtomicFile {
 
 /// Where rows go: an atomic file, or standard output (for `convert -o -`).
 pub enum Sink {
-    File(AtomicFile),
+    File(Box<AtomicFile>),
     Stdout(BufWriter<std::io::Stdout>),
 }
 
@@ -119,7 +133,8 @@ impl RowWriter {
     /// Writes one encoded row.
     pub fn write_row(&mut self, bytes: &[u8]) -> Result<(), FatalError> {
         if self.format == OutputFormat::Json {
-            self.sink.write_bytes(if self.rows == 0 { b"\n" } else { b",\n" })?;
+            self.sink
+                .write_bytes(if self.rows == 0 { b"\n" } else { b",\n" })?;
         }
         self.rows += 1;
         self.sink.write_bytes(bytes)
@@ -133,7 +148,8 @@ impl RowWriter {
     /// Closes the format and the sink; returns (bytes, BLAKE3) for files.
     pub fn finish(mut self) -> Result<Option<(u64, String)>, FatalError> {
         if self.format == OutputFormat::Json {
-            self.sink.write_bytes(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
+            self.sink
+                .write_bytes(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
         }
         match self.sink {
             Sink::File(f) => f.finish().map(Some),
@@ -147,7 +163,16 @@ impl RowWriter {
 
 /// Column names of the rejects file.
 pub const REJECT_COLUMNS: [&str; 10] = [
-    "source_file", "record", "line", "byte", "field", "value", "reason_code", "reason", "errors", "raw_record",
+    "source_file",
+    "record",
+    "line",
+    "byte",
+    "field",
+    "value",
+    "reason_code",
+    "reason",
+    "errors",
+    "raw_record",
 ];
 
 /// The rejects file of one entity, created at the first reject.
@@ -159,7 +184,11 @@ pub struct RejectsWriter {
 
 impl RejectsWriter {
     pub fn new(path: PathBuf) -> RejectsWriter {
-        RejectsWriter { path, w: None, rows: 0 }
+        RejectsWriter {
+            path,
+            w: None,
+            rows: 0,
+        }
     }
 
     /// Writes one rejected record: its first error in the field/value/reason columns, all of them in
@@ -181,9 +210,20 @@ impl RejectsWriter {
         let all: Vec<String> = r
             .errors
             .iter()
-            .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) })
+            .map(|e| {
+                if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{}: {}", e.field, e.message)
+                }
+            })
             .collect();
-        let (number, line, byte, all) = (r.number.to_string(), r.line.to_string(), r.byte.to_string(), all.join("; "));
+        let (number, line, byte, all) = (
+            r.number.to_string(),
+            r.line.to_string(),
+            r.byte.to_string(),
+            all.join("; "),
+        );
         let rec: [&[u8]; 10] = [
             file.as_bytes(),
             number.as_bytes(),

@@ -13,7 +13,10 @@ pub struct Workdir {
 impl Workdir {
     pub fn new() -> Workdir {
         Workdir {
-            dir: tempfile::Builder::new().prefix("crm-etl-test").tempdir().expect("temp dir"),
+            dir: tempfile::Builder::new()
+                .prefix("crm-etl-test")
+                .tempdir()
+                .expect("temp dir"),
         }
     }
 
@@ -109,13 +112,18 @@ pub fn assert_same_text(what: &str, want: &str, got: &str) {
     if want == got {
         return;
     }
-    let mut msg = format!("{what} differs from the expected file (BLESS=1 rewrites it; review the diff)\n");
+    let mut msg =
+        format!("{what} differs from the expected file (BLESS=1 rewrites it; review the diff)\n");
     for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
         if w != g {
             msg.push_str(&format!("line {}:\n  want: {w}\n  got:  {g}\n", i + 1));
             break;
         }
     }
-    msg.push_str(&format!("lines: want {}, got {}", want.lines().count(), got.lines().count()));
+    msg.push_str(&format!(
+        "lines: want {}, got {}",
+        want.lines().count(),
+        got.lines().count()
+    ));
     panic!("{msg}");
 }
