@@ -136,6 +136,17 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl fmt::Display for FieldError {
+    /// `field "email": expected ...`, or the message alone for a whole-record problem.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "field {:?}: {}", self.field, self.message)
+        }
+    }
+}
+
 /// Closed set of reject reasons, used as keys of `rejects_by_reason` in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RejectCode {

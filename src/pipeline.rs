@@ -233,15 +233,7 @@ fn reject(
 ) -> Result<(), FatalError> {
     let first = r.errors.first();
     if r.fatal || matches!(sink, RejectSink::Fatal) {
-        let msg = first
-            .map(|e| {
-                if e.field.is_empty() {
-                    e.message.clone()
-                } else {
-                    format!("field {:?}: {}", e.field, e.message)
-                }
-            })
-            .unwrap_or_default();
+        let msg = first.map(ToString::to_string).unwrap_or_default();
         return Err(FatalError::BadRecord {
             pos: Position {
                 file: display.to_string(),

@@ -53,6 +53,11 @@ proptest! {
         while r.read_record(&mut b).unwrap() {}
         let ours: Vec<Vec<String>> = b.records.iter().map(|m| (0..m.n_fields).map(|i| String::from_utf8(b.field(m, i).to_vec()).unwrap()).collect()).collect();
         prop_assert_eq!(&ours, &rows);
+        // A first value starting with U+FEFF is indistinguishable from a byte-order mark, which the csv
+        // crate strips (as crm-etl's file opener does); only that case is left out of the comparison.
+        if rows[0][0].starts_with('\u{feff}') {
+            return Ok(());
+        }
         let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&bytes[..]);
         let theirs: Vec<Vec<String>> = rdr.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
         prop_assert_eq!(&theirs, &rows);

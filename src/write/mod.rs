@@ -207,17 +207,7 @@ impl RejectsWriter {
             code: crate::error::RejectCode::Malformed,
             message: String::new(),
         });
-        let all: Vec<String> = r
-            .errors
-            .iter()
-            .map(|e| {
-                if e.field.is_empty() {
-                    e.message.clone()
-                } else {
-                    format!("{}: {}", e.field, e.message)
-                }
-            })
-            .collect();
+        let all: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
         let (number, line, byte, all) = (
             r.number.to_string(),
             r.line.to_string(),
