@@ -50,12 +50,6 @@ pub enum FatalError {
     BadRecord { pos: Position, message: String },
     #[error("{file}: the file is empty: it has no header row")]
     EmptyFile { file: String },
-    #[error("{file}: line 1: column {column:?} appears {count} times in the header, so a mapping by name is ambiguous")]
-    DuplicateColumn {
-        file: String,
-        column: String,
-        count: usize,
-    },
     #[error("source {source_name:?}: no file matches {pattern:?}")]
     NoInput {
         source_name: String,

@@ -291,39 +291,6 @@ impl<R: Read> Read for DecodeReader<R> {
     }
 }
 
-/// Counts and hashes the raw bytes of an input as they stream past, so a file is read once.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    bytes: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: blake3::Hasher::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Reads whatever is left (so the hash covers the whole file), then returns (bytes, BLAKE3 hex).
-    pub fn finish(mut self) -> io::Result<(u64, String)> {
-        let mut sink = vec![0u8; 64 * 1024];
-        while self.read(&mut sink)? > 0 {}
-        Ok((self.bytes, self.hasher.finalize().to_hex().to_string()))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,20 +93,6 @@ pub fn realdata(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// Copies a folder recursively.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
 /// Compares two texts line by line, failing with the first differing lines shown.
 pub fn assert_same_text(what: &str, want: &str, got: &str) {
     if want == got {
