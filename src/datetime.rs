@@ -1,8 +1,6 @@
 //! Date and time casts. Format strings (strftime style) are compiled once into token lists, so a record
 //! never re-reads a format; calendar checks and time-zone arithmetic are jiff's.
 
-use std::fmt::Write as _;
-
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::{Offset, TimeZone};
 
@@ -497,23 +495,48 @@ impl TemporalCast {
 
 fn write_date(out: &mut String, y: i16, m: i8, d: i8) {
     if y < 0 {
-        let _ = write!(out, "-{:04}-{m:02}-{d:02}", -i32::from(y));
-    } else {
-        let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        out.push('-');
     }
+    // Formatting machinery costs more than the rest of a date cast: write the digits directly.
+    push_digits(out, u32::from(y.unsigned_abs()), 4);
+    out.push('-');
+    push_digits(out, m as u32, 2);
+    out.push('-');
+    push_digits(out, d as u32, 2);
 }
 
 /// Writes `HH:MM:SS` and, when not zero, the fraction without trailing zeros.
 fn write_time(out: &mut String, h: i8, m: i8, s: i8, nano: i32) {
-    let _ = write!(out, "{h:02}:{m:02}:{s:02}");
+    push_digits(out, h as u32, 2);
+    out.push(':');
+    push_digits(out, m as u32, 2);
+    out.push(':');
+    push_digits(out, s as u32, 2);
     if nano > 0 {
-        let mut frac = format!("{nano:09}");
-        while frac.ends_with('0') {
-            frac.pop();
+        let mut nano = nano as u32;
+        let mut width = 9;
+        while nano % 10 == 0 {
+            nano /= 10;
+            width -= 1;
         }
         out.push('.');
-        out.push_str(&frac);
+        push_digits(out, nano, width);
     }
+}
+
+/// Appends `v` in decimal, zero-padded to `width` digits (more if `v` needs them).
+fn push_digits(out: &mut String, v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut n = v;
+    let mut i = buf.len();
+    while n > 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = i.min(buf.len() - width);
+    // The buffer holds ASCII digits only.
+    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
 }
 
 #[cfg(test)]

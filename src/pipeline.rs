@@ -84,43 +84,66 @@ pub fn pump<R: Read + Send>(
                 return;
             }
         });
-        let mut outs: Vec<MappedChunk> = Vec::new();
-        for msg in full_rx {
-            let batch = msg?;
-            if !sized {
-                // Growing a large key map by doubling costs time and, for a while, twice the memory:
-                // size it once from the file size and the first batch's bytes per record.
-                sized = true;
-                if let (Some(total), false) = (size_hint, batch.raw.is_empty()) {
-                    let per_record = (batch.raw.len() / batch.len()).max(1) as u64;
-                    let expect = (total / per_record).min(1 << 30) as usize;
-                    for m in &mut state.seen {
-                        m.reserve(expect);
+        // Writing (uniqueness checks, hashing, system calls) is sequential: it runs on its own thread so
+        // that mapping the next batch overlaps it, instead of the pool idling while this thread writes.
+        let (mapped_tx, mapped_rx) = mpsc::sync_channel::<(Batch, Vec<MappedChunk>)>(1);
+        let (spent_tx, spent_rx) = mpsc::channel::<Vec<MappedChunk>>();
+        let writing = scope.spawn(move || -> Result<(), FatalError> {
+            for (batch, outs) in mapped_rx {
+                if !sized {
+                    // Growing a large key map by doubling costs time and, for a while, twice the memory:
+                    // size it once from the file size and the first batch's bytes per record.
+                    sized = true;
+                    if let (Some(total), false) = (size_hint, batch.raw.is_empty()) {
+                        let per_record = (batch.raw.len() / batch.len()).max(1) as u64;
+                        let expect = (total / per_record).min(1 << 30) as usize;
+                        for m in &mut state.seen {
+                            m.reserve(expect);
+                        }
                     }
                 }
+                for (c, chunk) in outs.iter().enumerate() {
+                    write_chunk(
+                        plan,
+                        display,
+                        &batch,
+                        c * CHUNK_RECORDS,
+                        chunk,
+                        writer,
+                        &mut rejects,
+                        state,
+                    )?;
+                }
+                let _ = free_tx.send(batch);
+                let _ = spent_tx.send(outs);
             }
-            pool.install(|| {
-                batch
-                    .records
-                    .par_chunks(CHUNK_RECORDS)
-                    .map(|recs| map_chunk(plan, &batch, recs))
-                    .collect_into_vec(&mut outs)
-            });
-            for (c, chunk) in outs.iter().enumerate() {
-                write_chunk(
-                    plan,
-                    display,
-                    &batch,
-                    c * CHUNK_RECORDS,
-                    chunk,
-                    writer,
-                    &mut rejects,
-                    state,
-                )?;
+            Ok(())
+        });
+        let mapping = || -> Result<(), FatalError> {
+            for msg in full_rx {
+                let batch = msg?;
+                let mut outs = spent_rx.try_recv().unwrap_or_default();
+                pool.install(|| {
+                    batch
+                        .records
+                        .par_chunks(CHUNK_RECORDS)
+                        .map(|recs| map_chunk(plan, &batch, recs))
+                        .collect_into_vec(&mut outs)
+                });
+                if mapped_tx.send((batch, outs)).is_err() {
+                    // The writer stopped on an error, which its join reports.
+                    break;
+                }
             }
-            let _ = free_tx.send(batch);
-        }
-        Ok(())
+            Ok(())
+        };
+        let mapped = mapping();
+        drop(mapped_tx);
+        let written = writing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        // A write error comes first: it may be why mapping stopped.
+        written.and(mapped)
     })
 }
 
