@@ -49,17 +49,40 @@ pub enum Command {
         /// The mapping file (TOML).
         mapping: PathBuf,
     },
-    /// Convert a CSV file to CSV, JSON Lines or JSON without a mapping; every value stays text as read.
+    /// Convert a CSV, JSON, JSON Lines or XML file to CSV, JSON Lines, JSON or XML without a mapping;
+    /// every value stays text as read. JSON and XML columns are the leaf paths of the first 4096 records
+    /// (or --columns); a later record with another path is an error.
     ///
     /// Example:
     ///   crm-etl convert Contact.csv --to jsonl -o contacts.jsonl
     ///   cat Contact.csv | crm-etl convert - --to json
+    ///   crm-etl convert Account.json --record-path records --to csv
+    ///   crm-etl convert data.xml --record-path /entities/entity/records/record --to jsonl
     Convert {
         /// Input file, or - for standard input.
         input: String,
         /// Output format.
         #[arg(long, value_enum)]
         to: Format,
+        /// Input format; default from the extension (.json, .jsonl/.ndjson, .xml), else csv.
+        #[arg(long, value_enum)]
+        from: Option<InputArg>,
+        /// JSON: key path of the records array (records, data.items); XML: path of the record element
+        /// (/Contacts/Contact).
+        #[arg(long)]
+        record_path: Option<String>,
+        /// JSON/XML: the columns to read, as paths (Owner.Name, @id, Address/City), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// XML output: root element name.
+        #[arg(long, default_value = "records")]
+        xml_root: String,
+        /// XML output: record element name.
+        #[arg(long, default_value = "record")]
+        xml_record: String,
+        /// JSON/XML: largest record accepted, in bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        max_record_bytes: u64,
         /// Output file, or - for standard output (the default).
         #[arg(long, short, default_value = "-")]
         output: String,
@@ -97,6 +120,27 @@ pub enum Format {
     Csv,
     Jsonl,
     Json,
+    Xml,
+}
+
+/// Input formats on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InputArg {
+    Csv,
+    Json,
+    Jsonl,
+    Xml,
+}
+
+impl From<InputArg> for crate::spec::InputFormat {
+    fn from(f: InputArg) -> Self {
+        match f {
+            InputArg::Csv => crate::spec::InputFormat::Csv,
+            InputArg::Json => crate::spec::InputFormat::Json,
+            InputArg::Jsonl => crate::spec::InputFormat::Jsonl,
+            InputArg::Xml => crate::spec::InputFormat::Xml,
+        }
+    }
 }
 
 impl From<Format> for crate::spec::OutputFormat {
@@ -105,6 +149,7 @@ impl From<Format> for crate::spec::OutputFormat {
             Format::Csv => crate::spec::OutputFormat::Csv,
             Format::Jsonl => crate::spec::OutputFormat::Jsonl,
             Format::Json => crate::spec::OutputFormat::Json,
+            Format::Xml => crate::spec::OutputFormat::Xml,
         }
     }
 }

@@ -1,15 +1,18 @@
-//! `crm-etl convert`: a mapping-free conversion. Every column becomes a text field named by the header,
-//! every value is kept exactly as read (an empty field stays an empty string), and any bad record is an
-//! error, since there is no rejects file.
+//! `crm-etl convert`: a mapping-free conversion. Every column becomes a text field named by the header
+//! (CSV) or by its path (JSON, XML: found in the first batch of records, or given with `--columns`), every
+//! value is kept exactly as read (an empty field stays an empty string), and any bad record is an error,
+//! since there is no rejects file.
 
 use std::path::Path;
 
 use crate::error::FatalError;
 use crate::pipeline::{pump, EntityState, RejectSink};
-use crate::plan::{Cast, EntityPlan, FieldPlan, Input};
-use crate::read::csv::Dialect;
-use crate::read::open_csv;
-use crate::spec::{CsvDialect, Encoding, OutputFormat, Ragged, Unmapped};
+use crate::plan::{xml_out, Cast, EntityPlan, Extract, FieldPlan, Input};
+use crate::read::csv::{Batch, Dialect};
+use crate::read::json::{self, JsonLayout, JsonPaths};
+use crate::read::xml::{self, XmlPaths};
+use crate::read::{open_input, InputKind};
+use crate::spec::{CsvDialect, Encoding, InputFormat, OutputFormat, Ragged, Unmapped};
 use crate::types::FieldType;
 use crate::write::{encode, AtomicFile, RowWriter, Sink};
 
@@ -23,6 +26,31 @@ pub struct ConvertOptions {
     pub encoding: Encoding,
     pub ragged: Ragged,
     pub threads: usize,
+    /// Input format; None: from the file extension (`.json`, `.jsonl`/`.ndjson`, `.xml`), else CSV.
+    pub from: Option<InputFormat>,
+    pub record_path: Option<String>,
+    /// JSON/XML columns (paths); None: found in the first records.
+    pub columns: Option<Vec<String>>,
+    pub xml_root: Option<String>,
+    pub xml_record: Option<String>,
+    pub max_record_bytes: u64,
+}
+
+/// Records read ahead to find the columns of a JSON or XML input.
+const DISCOVER_RECORDS: usize = 4096;
+
+/// The input format named by a file's extension.
+pub fn format_of(path: &str) -> InputFormat {
+    let lower = path.to_ascii_lowercase();
+    if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+        InputFormat::Jsonl
+    } else if lower.ends_with(".json") {
+        InputFormat::Json
+    } else if lower.ends_with(".xml") {
+        InputFormat::Xml
+    } else {
+        InputFormat::Csv
+    }
 }
 
 /// Header names made unique for JSON keys: a repeated `Name` becomes `Name_2`, `Name_3`, ...
@@ -47,25 +75,63 @@ fn unique_names(header: &[String]) -> Vec<String> {
 
 /// Converts one input; returns the number of records written.
 pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
-    let spec = CsvDialect::default();
-    let mut opened = open_csv(
+    let from = opts.from.unwrap_or_else(|| format_of(&opts.input));
+    let kind = match from {
+        InputFormat::Csv => InputKind::Csv {
+            dialect: opts.dialect.clone(),
+            spec: CsvDialect::default(),
+        },
+        InputFormat::Jsonl => InputKind::Json(JsonLayout::Lines),
+        InputFormat::Json => InputKind::Json(JsonLayout::Document(json::split_path(
+            opts.record_path.as_deref().unwrap_or(""),
+        ))),
+        InputFormat::Xml => {
+            let path = xml::split_path(opts.record_path.as_deref().unwrap_or(""));
+            if path.is_empty() {
+                return Err(FatalError::Usage(
+                    "an XML input needs --record-path, the path of its record element (for example /Contacts/Contact)".into(),
+                ));
+            }
+            InputKind::Xml(path)
+        }
+    };
+    let mut opened = open_input(
         Path::new(&opts.input),
         &opts.input,
         opts.encoding,
-        &opts.dialect,
-        &spec,
+        &kind,
+        opts.max_record_bytes,
     )?;
-    if opened.header.is_empty() {
-        return Err(FatalError::EmptyFile {
-            file: opts.input.clone(),
-        });
-    }
+    let (header, extract) = match from {
+        InputFormat::Csv => {
+            if opened.header.is_empty() {
+                return Err(FatalError::EmptyFile {
+                    file: opts.input.clone(),
+                });
+            }
+            (std::mem::take(&mut opened.header), Extract::Csv)
+        }
+        _ => {
+            let (cols, all_leaves) = match &opts.columns {
+                Some(c) => (c.clone(), false),
+                None => (discover(&mut opened.reader, from, &opts.input)?, true),
+            };
+            let extract = if from == InputFormat::Xml {
+                Extract::Xml(XmlPaths::new(&cols, all_leaves).map_err(FatalError::Usage)?)
+            } else {
+                Extract::Json(JsonPaths::new(&cols, all_leaves))
+            };
+            (cols, extract)
+        }
+    };
     // JSON keys must be unique; a CSV header keeps its names as they were.
     let names = if opts.to == OutputFormat::Csv {
-        opened.header.clone()
+        header.clone()
     } else {
-        unique_names(&opened.header)
+        unique_names(&header)
     };
+    let xml = (opts.to == OutputFormat::Xml)
+        .then(|| xml_out(opts.xml_root.as_deref(), opts.xml_record.as_deref(), &names));
     let fields = names
         .iter()
         .enumerate()
@@ -89,11 +155,13 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         format: opts.to,
         fields,
         unique: Vec::new(),
-        header: std::mem::take(&mut opened.header),
+        header,
         ragged: opts.ragged,
         null: Vec::new(),
         quote_empty: false,
         strict: true,
+        extract,
+        xml,
     };
     let sink = if opts.output == "-" {
         Sink::Stdout(std::io::BufWriter::with_capacity(
@@ -103,7 +171,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     } else {
         Sink::File(Box::new(AtomicFile::create(Path::new(&opts.output))?))
     };
-    let mut writer = RowWriter::new(sink, opts.to, &encode::header(&plan))?;
+    let mut writer = RowWriter::new(sink, opts.to, &encode::header(&plan), encode::footer(&plan))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -122,4 +190,44 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     let rows = writer.rows;
     writer.finish()?;
     Ok(rows)
+}
+
+/// Reads the first records of a JSON or XML input and returns their leaf paths in order of first
+/// appearance; the records stay queued for the conversion.
+fn discover(
+    reader: &mut crate::read::RecordReader,
+    from: InputFormat,
+    display: &str,
+) -> Result<Vec<String>, FatalError> {
+    let mut batch = Batch::default();
+    while batch.len() < DISCOVER_RECORDS && reader.read_record(&mut batch)? {}
+    let mut cols = Vec::new();
+    for m in &batch.records {
+        let raw = std::str::from_utf8(batch.raw(m)).unwrap_or("");
+        let res = if from == InputFormat::Xml {
+            xml::leaf_paths(raw, &mut cols)
+        } else {
+            json::leaf_paths(raw, &mut cols)
+        };
+        if let Err(e) = res {
+            let off = e.offset.min(raw.len());
+            let lines = raw.as_bytes()[..off]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            return Err(FatalError::BadRecord {
+                pos: crate::error::Position {
+                    file: display.to_string(),
+                    record: m.number,
+                    line: m.line + lines,
+                    byte: m.byte + off as u64,
+                },
+                message: e.message,
+            });
+        }
+    }
+    if !batch.is_empty() {
+        reader.pending = Some(batch);
+    }
+    Ok(cols)
 }

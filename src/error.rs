@@ -46,6 +46,9 @@ pub enum FatalError {
     RecordTooLong { pos: Position, limit: usize },
     #[error("{pos}: bytes invalid in the declared encoding {encoding}")]
     Encoding { pos: Position, encoding: String },
+    /// A JSON or XML document that is not well formed, or that the reader refuses (entities, depth).
+    #[error("{pos}: {message}")]
+    Syntax { pos: Position, message: String },
     #[error("{pos}: {message}")]
     BadRecord { pos: Position, message: String },
     #[error("{file}: the file is empty: it has no header row")]

@@ -69,6 +69,12 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             encoding,
             ragged,
             threads: t,
+            from,
+            record_path,
+            columns,
+            xml_root,
+            xml_record,
+            max_record_bytes,
         } => {
             let dspec = spec::CsvDialect {
                 delimiter,
@@ -98,6 +104,12 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                     RaggedArg::Pad => spec::Ragged::Pad,
                 },
                 threads: threads(t),
+                from: from.map(Into::into),
+                record_path,
+                columns,
+                xml_root: Some(xml_root),
+                xml_record: Some(xml_record),
+                max_record_bytes,
             };
             convert::convert(&opts)?;
             Ok(0)

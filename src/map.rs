@@ -5,8 +5,10 @@ use std::borrow::Cow;
 
 use crate::cast;
 use crate::error::{FieldError, RejectCode};
-use crate::plan::{Cast, EntityPlan, FieldPlan, Input, Part, Step};
+use crate::plan::{Cast, EntityPlan, Extract, FieldPlan, Input, Part, Step};
 use crate::read::csv::{Batch, RecordMeta};
+use crate::read::json::{self, Extracted, RecordError};
+use crate::read::xml;
 use crate::spec::{Ragged, Unmapped};
 use crate::write::encode::{encode_row, Cell};
 
@@ -49,6 +51,10 @@ struct Scratch {
     text: String,
     cells: Vec<Cell>,
     errors: Vec<FieldError>,
+    /// Values of a JSON or XML record.
+    ext: Extracted,
+    /// Offset in the raw record of a syntax error.
+    at: Option<usize>,
 }
 
 /// Maps records `recs` of `batch`.
@@ -59,7 +65,7 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
         ..MappedChunk::default()
     };
     let mut sc = Scratch::default();
-    let mut strs: Vec<&str> = Vec::with_capacity(plan.header.len());
+    let mut strs: Vec<Option<&str>> = Vec::with_capacity(plan.header.len());
     for m in recs {
         sc.errors.clear();
         let fatal = map_record(plan, batch, m, &mut strs, &mut sc);
@@ -75,10 +81,20 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
             });
         } else {
             chunk.rows.push(RowOutcome::Rejected(chunk.rejects.len()));
+            // A syntax error is reported where it is, not where its record starts.
+            let (line, byte) = match sc.at.take() {
+                Some(off) => {
+                    let raw = batch.raw(m);
+                    let off = off.min(raw.len());
+                    let lines = memchr::memchr_iter(b'\n', &raw[..off]).count() as u64;
+                    (m.line + lines, m.byte + off as u64)
+                }
+                None => (m.line, m.byte),
+            };
             chunk.rejects.push(Reject {
                 number: m.number,
-                line: m.line,
-                byte: m.byte,
+                line,
+                byte,
                 errors: std::mem::take(&mut sc.errors),
                 raw: batch.raw(m).to_vec(),
                 fatal: fatal || plan.strict,
@@ -116,17 +132,84 @@ fn key_hash(fields: &[usize], cells: &[Cell], text: &str) -> u128 {
 }
 
 /// Maps one record into `sc.cells`/`sc.text`, or errors into `sc.errors`. Returns true if the record's
-/// problem must stop the run (`ragged = "fail"`).
+/// problem must stop the run (`ragged = "fail"`, or a JSON or XML syntax error).
 fn map_record<'b>(
     plan: &EntityPlan,
     batch: &'b Batch,
     m: &RecordMeta,
-    strs: &mut Vec<&'b str>,
+    strs: &mut Vec<Option<&'b str>>,
     sc: &mut Scratch,
 ) -> bool {
     sc.text.clear();
     sc.cells.clear();
     strs.clear();
+    match &plan.extract {
+        Extract::Csv => {
+            if let Some(fatal) = gather_csv(plan, batch, m, strs, sc) {
+                return fatal;
+            }
+            map_fields(plan, strs, sc);
+            false
+        }
+        Extract::Json(_) | Extract::Xml(_) => {
+            let mut ext = std::mem::take(&mut sc.ext);
+            let fatal = match gather_structured(plan, batch.raw(m), &mut ext) {
+                Ok(()) => {
+                    let vals: Vec<Option<&str>> = ext
+                        .spans
+                        .iter()
+                        .map(|s| s.map(|(a, b)| &ext.buf[a..b]))
+                        .collect();
+                    map_fields(plan, &vals, sc);
+                    false
+                }
+                Err(e) => {
+                    if e.fatal {
+                        sc.at = Some(e.offset);
+                    }
+                    sc.errors.push(FieldError {
+                        field: e.field,
+                        value: String::new(),
+                        code: RejectCode::Malformed,
+                        message: e.message,
+                    });
+                    e.fatal
+                }
+            };
+            sc.ext = ext;
+            fatal
+        }
+    }
+}
+
+fn gather_structured(
+    plan: &EntityPlan,
+    raw: &[u8],
+    ext: &mut Extracted,
+) -> Result<(), RecordError> {
+    // Splitters cut records out of input checked as UTF-8, at ASCII bytes, so this holds; checked anyway
+    // rather than trusted.
+    let text = std::str::from_utf8(raw).map_err(|e| RecordError {
+        offset: e.valid_up_to(),
+        message: "invalid UTF-8".into(),
+        fatal: true,
+        field: String::new(),
+    })?;
+    match &plan.extract {
+        Extract::Json(p) => json::extract(text, p, ext),
+        Extract::Xml(p) => xml::extract(text, p, ext),
+        Extract::Csv => Ok(()),
+    }
+}
+
+/// Collects the CSV fields of a record as text; Some(fatal) when the record is rejected here.
+fn gather_csv<'b>(
+    plan: &EntityPlan,
+    batch: &'b Batch,
+    m: &RecordMeta,
+    strs: &mut Vec<Option<&'b str>>,
+    sc: &mut Scratch,
+) -> Option<bool> {
     if let Some(msg) = &m.malformed {
         sc.errors.push(FieldError {
             field: String::new(),
@@ -134,7 +217,7 @@ fn map_record<'b>(
             code: RejectCode::Malformed,
             message: msg.clone(),
         });
-        return false;
+        return Some(false);
     }
     let width = plan.header.len();
     if m.n_fields != width {
@@ -148,7 +231,7 @@ fn map_record<'b>(
                 code: RejectCode::FieldCount,
                 message: format!("expected {width} fields, found {}", m.n_fields),
             });
-            return plan.ragged == Ragged::Fail;
+            return Some(plan.ragged == Ragged::Fail);
         }
     }
     // One UTF-8 check of the raw record covers every field: the bytes between fields (delimiters,
@@ -161,11 +244,11 @@ fn map_record<'b>(
             debug_assert!(std::str::from_utf8(bytes).is_ok());
             // SAFETY: a field's bytes are the raw record's bytes less some ASCII bytes (quotes, escapes,
             // trimmed blanks); removing ASCII bytes from valid UTF-8 leaves valid UTF-8.
-            strs.push(unsafe { std::str::from_utf8_unchecked(bytes) });
+            strs.push(Some(unsafe { std::str::from_utf8_unchecked(bytes) }));
             continue;
         }
         match std::str::from_utf8(bytes) {
-            Ok(s) => strs.push(s),
+            Ok(s) => strs.push(Some(s)),
             Err(e) => {
                 sc.errors.push(FieldError {
                     field: plan.header.get(i).cloned().unwrap_or_default(),
@@ -176,7 +259,7 @@ fn map_record<'b>(
                         e.valid_up_to()
                     ),
                 });
-                return false;
+                return Some(false);
             }
         }
     }
@@ -188,15 +271,24 @@ fn map_record<'b>(
             code: RejectCode::Encoding,
             message: "invalid UTF-8 in the record (is the file's encoding declared?)".into(),
         });
-        return false;
+        return Some(false);
     }
+    None
+}
+
+/// Maps column values (None: null or missing) through the plan's fields.
+fn map_fields(plan: &EntityPlan, strs: &[Option<&str>], sc: &mut Scratch) {
     for f in &plan.fields {
         let start = sc.text.len();
         match field_value(plan, f, strs) {
             Ok(Some(v)) => {
                 let res = cast_value(f, &v, &mut sc.text)
                     .map_err(|m| (RejectCode::Type, m))
-                    .and_then(|()| check_constraints(f, &sc.text[start..]));
+                    .and_then(|()| check_constraints(f, &sc.text[start..]))
+                    .and_then(|()| match plan.xml {
+                        Some(_) => xml_safe(&sc.text[start..]),
+                        None => Ok(()),
+                    });
                 match res {
                     Ok(()) => sc
                         .cells
@@ -230,20 +322,36 @@ fn map_record<'b>(
             }
         }
     }
-    false
+}
+
+/// XML 1.0 cannot hold most control characters, even escaped: such a value cannot be written as XML.
+fn xml_safe(text: &str) -> Result<(), (RejectCode, String)> {
+    match text.chars().find(|&c| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    }) {
+        Some(c) => Err((
+            RejectCode::Type,
+            format!(
+                "the character U+{:04X} cannot be written in XML 1.0",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The field's value before the cast: read, null handling, transforms, value map, default.
 fn field_value<'a>(
     plan: &'a EntityPlan,
     f: &'a FieldPlan,
-    strs: &[&'a str],
+    strs: &[Option<&'a str>],
 ) -> Result<Option<Cow<'a, str>>, FieldError> {
     let is_null = |s: &str| plan.null.iter().any(|n| n == s);
     let raw: Option<Cow<'a, str>> = match &f.input {
         Input::Column(i) => strs
             .get(*i)
             .copied()
+            .flatten()
             .filter(|s| !is_null(s))
             .map(Cow::Borrowed),
         Input::Const(v) => Some(Cow::Borrowed(v.as_str())),
@@ -254,7 +362,7 @@ fn field_value<'a>(
                 match p {
                     Part::Lit(l) => s.push_str(l),
                     Part::Col(i) => {
-                        if let Some(v) = strs.get(*i).filter(|v| !is_null(v)) {
+                        if let Some(v) = strs.get(*i).copied().flatten().filter(|v| !is_null(v)) {
                             s.push_str(v);
                             any = true;
                         }
@@ -340,6 +448,10 @@ fn apply<'a>(step: &Step, v: Cow<'a, str>) -> Cow<'a, str> {
                 Cow::Owned(t.split_whitespace().collect::<Vec<_>>().join(" "))
             }
         }
+        Step::HtmlDecode => match crate::read::xml::html_decode(&v) {
+            Cow::Borrowed(_) => v,
+            Cow::Owned(o) => Cow::Owned(o),
+        },
         Step::Replace(re, rep) => match re.replace_all(&v, rep.as_str()) {
             Cow::Borrowed(_) => v,
             Cow::Owned(o) => Cow::Owned(o),

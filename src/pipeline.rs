@@ -3,7 +3,6 @@
 //! depend on the thread count, and results are consumed in order, so output bytes never do either.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::mpsc;
 
 use rayon::prelude::*;
@@ -12,7 +11,8 @@ use crate::error::{FatalError, FieldError, Position, RejectCode};
 use crate::keyset::KeySet;
 use crate::map::{key_text, map_chunk, MappedChunk, Reject, RowOutcome};
 use crate::plan::EntityPlan;
-use crate::read::csv::{Batch, CsvReader};
+use crate::read::csv::Batch;
+use crate::read::RecordReader;
 use crate::write::{RejectsWriter, RowWriter};
 
 /// Records per chunk handed to one rayon task.
@@ -43,8 +43,8 @@ pub enum RejectSink<'a> {
 
 /// Maps every record of one opened file into `writer`.
 #[allow(clippy::too_many_arguments)]
-pub fn pump<R: Read + Send>(
-    mut reader: CsvReader<R>,
+pub fn pump(
+    mut reader: RecordReader,
     plan: &EntityPlan,
     display: &str,
     pool: &rayon::ThreadPool,
@@ -61,10 +61,17 @@ pub fn pump<R: Read + Send>(
     let (free_tx, free_rx) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         scope.spawn(move || loop {
+            if let Some(b) = reader.pending.take() {
+                if full_tx.send(Ok(b)).is_err() {
+                    return;
+                }
+                continue;
+            }
             let mut b = free_rx.try_recv().unwrap_or_default();
             b.clear();
             let mut more = true;
-            while b.len() < BATCH_RECORDS && b.data.len() < BATCH_BYTES {
+            // CSV batches hold field bytes and raw records; JSON and XML batches raw records only.
+            while b.len() < BATCH_RECORDS && b.data.len().max(b.raw.len()) < BATCH_BYTES {
                 match reader.read_record(&mut b) {
                     Ok(true) => {}
                     Ok(false) => {

@@ -9,7 +9,9 @@ use regex::Regex;
 use crate::cast::{BoolWords, NumberFormat};
 use crate::datetime::{Kind, TemporalCast};
 use crate::error::{hint, SpecErrors};
-use crate::spec::{Entity, Field, OutputFormat, Ragged, Source, Transform, Unmapped};
+use crate::read::json::JsonPaths;
+use crate::read::xml::XmlPaths;
+use crate::spec::{Entity, Field, InputFormat, OutputFormat, Ragged, Source, Transform, Unmapped};
 use crate::types::FieldType;
 
 /// Where a field's value comes from.
@@ -37,7 +39,90 @@ pub enum Step {
     Lower,
     Upper,
     CollapseWhitespace,
+    HtmlDecode,
     Replace(Regex, String),
+}
+
+/// How a record's column values are found: CSV fields by position, JSON and XML values by path (parsed in
+/// the parallel stage).
+#[derive(Debug, Clone)]
+pub enum Extract {
+    Csv,
+    Json(JsonPaths),
+    Xml(XmlPaths),
+}
+
+/// XML output names, checked and made valid once.
+#[derive(Debug, Clone)]
+pub struct XmlOut {
+    pub root: String,
+    pub record: String,
+    pub fields: Vec<String>,
+}
+
+/// An XML element name for any text: invalid characters become `_`, and a name that cannot start an
+/// element gets a leading `_`.
+pub fn xml_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty()
+        || !out.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        || out.to_ascii_lowercase().starts_with("xml")
+    {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// XML output names for fields, unique after cleaning (`a b` and `a_b` become `a_b` and `a_b_2`).
+pub fn xml_out(root: Option<&str>, record: Option<&str>, names: &[String]) -> XmlOut {
+    let mut fields: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        let base = xml_name(n);
+        let mut name = base.clone();
+        let mut k = 2;
+        while fields.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        fields.push(name);
+    }
+    XmlOut {
+        root: xml_name(root.unwrap_or("records")),
+        record: xml_name(record.unwrap_or("record")),
+        fields,
+    }
+}
+
+/// The columns an entity reads, in order of first use: the "header" of a JSON or XML source.
+pub fn columns_used(entity: &Entity) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    let mut add = |c: &str| {
+        if !cols.iter().any(|x| x == c) {
+            cols.push(c.to_string());
+        }
+    };
+    for f in &entity.fields {
+        if let Some(c) = &f.column {
+            add(c);
+        }
+        if let Some(Ok(parts)) = f.template.as_deref().map(parse_template) {
+            for p in parts {
+                if let TemplatePart::Col(c) = p {
+                    add(&c);
+                }
+            }
+        }
+    }
+    cols
 }
 
 /// A compiled cast.
@@ -97,6 +182,9 @@ pub struct EntityPlan {
     pub quote_empty: bool,
     /// Any reject is a fatal error (for `convert`, which has no rejects file).
     pub strict: bool,
+    pub extract: Extract,
+    /// Set for XML output.
+    pub xml: Option<XmlOut>,
 }
 
 /// Whether an entity or output name is safe as a file name everywhere (and in `checksums.b3`).
@@ -178,13 +266,34 @@ pub fn compile_entity(
             });
         }
     }
+    let cols = header.map(<[String]>::to_vec).unwrap_or_default();
+    let extract = match source.format {
+        InputFormat::Csv => Extract::Csv,
+        InputFormat::Json | InputFormat::Jsonl => Extract::Json(JsonPaths::new(&cols, false)),
+        InputFormat::Xml => match XmlPaths::new(&cols, false) {
+            Ok(p) => Extract::Xml(p),
+            Err(e) => {
+                errors.push(format!("{at}.fields"), e);
+                Extract::Csv
+            }
+        },
+    };
+    let format = entity.format.unwrap_or_default();
+    let xml = (format == OutputFormat::Xml).then(|| {
+        let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
+        xml_out(
+            entity.xml_root.as_deref(),
+            entity.xml_record.as_deref(),
+            &names,
+        )
+    });
     if errors.0.len() > before {
         return None;
     }
     Some(EntityPlan {
         name: entity.name.clone(),
         source: entity.source.clone(),
-        format: entity.format.unwrap_or_default(),
+        format,
         fields,
         unique,
         header: header.map(<[String]>::to_vec).unwrap_or_default(),
@@ -192,6 +301,8 @@ pub fn compile_entity(
         null: source.null.clone(),
         quote_empty: true,
         strict: false,
+        extract,
+        xml,
     })
 }
 
@@ -415,6 +526,7 @@ fn compile_field(
             Transform::Lower => Step::Lower,
             Transform::Upper => Step::Upper,
             Transform::CollapseWhitespace => Step::CollapseWhitespace,
+            Transform::HtmlDecode => Step::HtmlDecode,
             Transform::RegexReplace {
                 pattern,
                 replacement,

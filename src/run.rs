@@ -9,7 +9,8 @@ use crate::load;
 use crate::manifest::{self, EntityEntry, FileRef, InputEntry, Manifest, OutputEntry};
 use crate::pipeline::{pump, EntityState, RejectSink};
 use crate::plan::compile_entity;
-use crate::read::{compile_dialect, expand, open_csv};
+use crate::plan::{columns_used, xml_out};
+use crate::read::{expand, open_input, InputKind};
 use crate::spec::{Mapping, OutputFormat};
 use crate::write::{encode, AtomicFile, RejectsWriter, RowWriter, Sink};
 
@@ -43,10 +44,21 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
         errors.push("entities", "the mapping defines no entity");
     }
     for (name, s) in &m.sources {
-        if let Err(es) = compile_dialect(&s.csv) {
+        if let Err(es) = InputKind::of(s) {
             for (k, msg) in es {
-                errors.push(format!("sources.{name}.csv.{k}"), msg);
+                let key = if k == "record_path" {
+                    format!("sources.{name}.{k}")
+                } else {
+                    format!("sources.{name}.csv.{k}")
+                };
+                errors.push(key, msg);
             }
+        }
+        if s.max_record_bytes < 1024 || s.max_record_bytes > (1 << 32) {
+            errors.push(
+                format!("sources.{name}.max_record_bytes"),
+                "expected 1024 to 4294967296",
+            );
         }
     }
     let mut names = BTreeMap::new();
@@ -149,8 +161,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     let mut entities: Vec<EntityEntry> = Vec::new();
     for (i, entity) in m.entities.iter().enumerate() {
         let source = &m.sources[&entity.source];
-        let dialect = compile_dialect(&source.csv)
-            .map_err(|_| FatalError::Internal("dialect validated earlier".into()))?;
+        let kind = InputKind::of(source)
+            .map_err(|_| FatalError::Internal("source validated earlier".into()))?;
         let files = expand(&base, &source.path).map_err(FatalError::Usage)?;
         if files.is_empty() {
             return Err(FatalError::NoInput {
@@ -166,12 +178,23 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         let mut state = EntityState::default();
         for file in &files {
             let display = display_path(&base, file);
-            let opened = open_csv(file, &display, source.encoding, &dialect, &source.csv)?;
+            let opened = open_input(
+                file,
+                &display,
+                source.encoding,
+                &kind,
+                source.max_record_bytes,
+            )?;
+            let header = if kind.has_header() {
+                opened.header.clone()
+            } else {
+                columns_used(entity)
+            };
             let mut errs = SpecErrors::default();
             let plan = compile_entity(
                 entity,
                 source,
-                Some(&opened.header),
+                Some(&header),
                 &display,
                 &format!("entities[{i}]"),
                 &mut errs,
@@ -180,9 +203,22 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
                 return Err(FatalError::Spec(errs));
             };
             plan.format = format;
+            if format == OutputFormat::Xml && plan.xml.is_none() {
+                let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
+                plan.xml = Some(xml_out(
+                    entity.xml_root.as_deref(),
+                    entity.xml_record.as_deref(),
+                    &names,
+                ));
+            }
             if writer.is_none() {
                 let sink = Sink::File(Box::new(AtomicFile::create(&opts.out.join(&out_name))?));
-                writer = Some(RowWriter::new(sink, format, &encode::header(&plan))?);
+                writer = Some(RowWriter::new(
+                    sink,
+                    format,
+                    &encode::header(&plan),
+                    encode::footer(&plan),
+                )?);
             }
             let w = writer
                 .as_mut()
@@ -306,7 +342,7 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
         let at = format!("entities[{i}]");
         let mut header = None;
         let mut label = String::new();
-        if let Ok(dialect) = compile_dialect(&source.csv) {
+        if let Ok(kind) = InputKind::of(source) {
             match expand(&base, &source.path) {
                 Ok(files) if files.is_empty() => errors.push(
                     format!("sources.{}.path", entity.source),
@@ -314,8 +350,15 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
                 ),
                 Ok(files) => {
                     label = display_path(&base, &files[0]);
-                    match open_csv(&files[0], &label, source.encoding, &dialect, &source.csv) {
-                        Ok(o) => {
+                    let opened = open_input(
+                        &files[0],
+                        &label,
+                        source.encoding,
+                        &kind,
+                        source.max_record_bytes,
+                    );
+                    match opened {
+                        Ok(o) if kind.has_header() => {
                             notes.push(format!(
                                 "source {:?}: {} file(s), {} columns, encoding {}",
                                 entity.source,
@@ -324,6 +367,18 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
                                 o.sniffed
                             ));
                             header = Some(o.header);
+                        }
+                        Ok(o) => {
+                            let cols = columns_used(entity);
+                            notes.push(format!(
+                                "source {:?}: {} file(s), {:?} records, {} paths read, encoding {}",
+                                entity.source,
+                                files.len(),
+                                source.format,
+                                cols.len(),
+                                o.sniffed
+                            ));
+                            header = Some(cols);
                         }
                         Err(e) => {
                             errors.push(format!("sources.{}.path", entity.source), e.to_string())

@@ -44,6 +44,17 @@ pub struct Source {
     /// CSV dialect.
     #[serde(default)]
     pub csv: CsvDialect,
+    /// Where the records are. JSON: the key path of the records array (`records` for Salesforce tree
+    /// exports, `data.items`; `records.Contacts.records` reads nested child records, descending every
+    /// array on the way); without it the document must be an array of records. XML (required): the
+    /// element path of a record (`/entities/entity/records/record`); `name` matches the local name
+    /// whatever the prefix, `p:name` the name as written. Not used for CSV and JSON Lines.
+    #[serde(default)]
+    pub record_path: Option<String>,
+    /// JSON and XML: largest record (and largest single value outside records) accepted, in bytes; more is
+    /// a fatal error. CSV uses `csv.max_record_bytes`.
+    #[serde(default = "default_max_record")]
+    pub max_record_bytes: u64,
 }
 
 fn default_null() -> Vec<String> {
@@ -57,6 +68,14 @@ pub enum InputFormat {
     /// Delimited text, RFC 4180 and its common dialects.
     #[default]
     Csv,
+    /// One JSON document (RFC 8259, strict); records are at `record_path`. Fields are key paths
+    /// (`Owner.Name`, `attributes.type`, `Tags.0`); numbers keep their text as written.
+    Json,
+    /// JSON Lines: one JSON object per line; blank lines are skipped.
+    Jsonl,
+    /// XML; records are the elements at `record_path`. Fields are paths relative to the record element:
+    /// `Name`, `@id`, `Address/City`, `field[@name=x]/@value`.
+    Xml,
 }
 
 /// Text encodings of an input file.
@@ -171,6 +190,12 @@ pub struct Entity {
     /// Output format of this entity; `--format` overrides it.
     #[serde(default)]
     pub format: Option<OutputFormat>,
+    /// XML output: name of the root element (default `records`).
+    #[serde(default)]
+    pub xml_root: Option<String>,
+    /// XML output: name of each record's element (default `record`).
+    #[serde(default)]
+    pub xml_record: Option<String>,
     /// Field names forming the primary key: each must be non-null, and the combination unique.
     #[serde(default)]
     pub primary_key: Vec<String>,
@@ -189,6 +214,9 @@ pub enum OutputFormat {
     Jsonl,
     /// One JSON array of objects, typed as in JSON Lines.
     Json,
+    /// XML: `<records><record><field>value</field>...</record>...</records>` (names configurable); a
+    /// null field has no element, an empty string an empty one.
+    Xml,
 }
 
 impl OutputFormat {
@@ -198,6 +226,7 @@ impl OutputFormat {
             OutputFormat::Csv => "csv",
             OutputFormat::Jsonl => "jsonl",
             OutputFormat::Json => "json",
+            OutputFormat::Xml => "xml",
         }
     }
 }
@@ -320,6 +349,9 @@ pub enum Transform {
     Upper,
     /// Replace every run of white space with one space, and trim.
     CollapseWhitespace,
+    /// Decode HTML character references (`&amp;`, `&#39;`, `&eacute;`) left in a value after XML or JSON
+    /// parsing, as Dynamics CMT exports carry them on top of XML escaping. A stray `&` stays as it is.
+    HtmlDecode,
     /// Replace every match of a regular expression; `$1` or `${name}` refer to groups.
     RegexReplace {
         /// Regular expression (Rust regex syntax).

@@ -1,16 +1,22 @@
-//! Readers turn input files into records with positions. Only CSV exists so far; every reader hashes the
-//! bytes it reads so the manifest can name them without a second pass.
+//! Readers turn input files (CSV, JSON, JSON Lines, XML) into records with positions; every reader hashes
+//! the bytes it reads so the manifest can name them without a second pass.
 
 pub mod csv;
 pub mod encoding;
+pub mod feed;
+pub mod json;
+pub mod xml;
 
 use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex};
 
 use self::csv::{Batch, CsvReader, Dialect};
 use self::encoding::{DecodeReader, Detected, Sniffed};
+use self::feed::Feed;
+use self::json::{JsonLayout, JsonSplitter};
+use self::xml::XmlSplitter;
 use crate::error::{FatalError, Position};
-use crate::spec::{CsvDialect, Encoding};
+use crate::spec::{CsvDialect, Encoding, InputFormat, Source};
 
 /// The running BLAKE3 hash and size of an input, shared with the reader that feeds it.
 #[derive(Clone, Default)]
@@ -39,10 +45,74 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// An input opened for reading: its header, the reader positioned after it, and what was detected.
-pub struct OpenedCsv {
+/// The record splitter of an opened input.
+pub enum Records {
+    Csv(CsvReader<Box<dyn Read + Send>>),
+    Json(JsonSplitter<Box<dyn Read + Send>>),
+    Xml(XmlSplitter<Box<dyn Read + Send>>),
+}
+
+/// Reads records of any format into batches; a batch read ahead (by `convert`, to find its columns) is
+/// handed out first.
+pub struct RecordReader {
+    pub records: Records,
+    pub pending: Option<Batch>,
+}
+
+impl RecordReader {
+    /// Reads the next record into `batch`; false at the end of the input.
+    pub fn read_record(&mut self, batch: &mut Batch) -> Result<bool, FatalError> {
+        match &mut self.records {
+            Records::Csv(r) => r.read_record(batch),
+            Records::Json(r) => r.read_record(batch),
+            Records::Xml(r) => r.read_record(batch),
+        }
+    }
+}
+
+/// What kind of input a file is, with what its reader needs.
+#[derive(Debug, Clone)]
+pub enum InputKind {
+    Csv { dialect: Dialect, spec: CsvDialect },
+    Json(JsonLayout),
+    Xml(Vec<String>),
+}
+
+impl InputKind {
+    /// The kind of a mapping's source; errors are messages for the source's key (`record_path`).
+    pub fn of(source: &Source) -> Result<InputKind, Vec<(String, String)>> {
+        Ok(match source.format {
+            InputFormat::Csv => InputKind::Csv {
+                dialect: compile_dialect(&source.csv)?,
+                spec: source.csv.clone(),
+            },
+            InputFormat::Jsonl => InputKind::Json(JsonLayout::Lines),
+            InputFormat::Json => InputKind::Json(JsonLayout::Document(json::split_path(
+                source.record_path.as_deref().unwrap_or(""),
+            ))),
+            InputFormat::Xml => {
+                let path = xml::split_path(source.record_path.as_deref().unwrap_or(""));
+                if path.is_empty() {
+                    return Err(vec![(
+                        "record_path".into(),
+                        "an XML source needs the path of its record element, for example `/Contacts/Contact`".into(),
+                    )]);
+                }
+                InputKind::Xml(path)
+            }
+        })
+    }
+
+    /// JSON and XML inputs have no header: their columns are paths named by the mapping.
+    pub fn has_header(&self) -> bool {
+        matches!(self, InputKind::Csv { .. })
+    }
+}
+
+/// An input opened for reading: its header (CSV), the reader positioned after it, and what was detected.
+pub struct Opened {
     pub header: Vec<String>,
-    pub reader: CsvReader<Box<dyn Read + Send>>,
+    pub reader: RecordReader,
     pub sniffed: Sniffed,
     pub hash: InputHash,
 }
@@ -113,14 +183,15 @@ pub fn compile_dialect(d: &CsvDialect) -> Result<Dialect, Vec<(String, String)>>
     }
 }
 
-/// Opens a CSV input (`-` is standard input): sniffs the encoding, starts hashing, reads the header.
-pub fn open_csv(
+/// Opens an input (`-` is standard input): sniffs the encoding, starts hashing, and for CSV reads the
+/// header. `max_record` bounds a JSON or XML record.
+pub fn open_input(
     path: &std::path::Path,
     display: &str,
     encoding: Encoding,
-    dialect: &Dialect,
-    spec: &CsvDialect,
-) -> Result<OpenedCsv, FatalError> {
+    kind: &InputKind,
+    max_record: u64,
+) -> Result<Opened, FatalError> {
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -147,7 +218,46 @@ pub fn open_csv(
         Detected::Utf8 => Box::new(rest),
         other => Box::new(DecodeReader::new(rest, other, sniffed.bom_len as u64)),
     };
-    let mut reader = CsvReader::new(stream, dialect.clone(), display, sniffed.bom_len as u64);
+    let start = sniffed.bom_len as u64;
+    let max = usize::try_from(max_record).unwrap_or(usize::MAX);
+    let (records, header) = match kind {
+        InputKind::Csv { dialect, spec } => {
+            let mut reader = CsvReader::new(stream, dialect.clone(), display, start);
+            let header = read_header(&mut reader, display, &sniffed, spec)?;
+            (Records::Csv(reader), header)
+        }
+        InputKind::Json(layout) => (
+            Records::Json(JsonSplitter::new(
+                Feed::new(stream, display, start, max),
+                layout.clone(),
+            )),
+            Vec::new(),
+        ),
+        InputKind::Xml(path) => (
+            Records::Xml(XmlSplitter::new(
+                Feed::new(stream, display, start, max),
+                path.clone(),
+            )),
+            Vec::new(),
+        ),
+    };
+    Ok(Opened {
+        header,
+        reader: RecordReader {
+            records,
+            pending: None,
+        },
+        sniffed,
+        hash,
+    })
+}
+
+fn read_header(
+    reader: &mut CsvReader<Box<dyn Read + Send>>,
+    display: &str,
+    sniffed: &Sniffed,
+    spec: &CsvDialect,
+) -> Result<Vec<String>, FatalError> {
     let mut header = Vec::new();
     if spec.header {
         let mut b = Batch::default();
@@ -174,12 +284,7 @@ pub fn open_csv(
     if let Some(cols) = &spec.columns {
         header = cols.clone();
     }
-    Ok(OpenedCsv {
-        header,
-        reader,
-        sniffed,
-        hash,
-    })
+    Ok(header)
 }
 
 /// Expands a source path or glob, relative to `base`, into files in sorted order.

@@ -78,6 +78,54 @@ pub fn encode_row(plan: &EntityPlan, cells: &[Cell], text: &str, out: &mut Vec<u
                 out.push(b'\n');
             }
         }
+        OutputFormat::Xml => {
+            let Some(x) = &plan.xml else { return };
+            out.extend_from_slice(b"  <");
+            out.extend_from_slice(x.record.as_bytes());
+            out.push(b'>');
+            for (c, name) in cells.iter().zip(&x.fields) {
+                // A null field has no element; an empty string has an empty one.
+                let Some(t) = c.text(text) else { continue };
+                out.push(b'<');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'>');
+                xml_text(t, out);
+                out.extend_from_slice(b"</");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'>');
+            }
+            out.extend_from_slice(b"</");
+            out.extend_from_slice(x.record.as_bytes());
+            out.extend_from_slice(b">\n");
+        }
+    }
+}
+
+/// Appends XML character data: `&`, `<` and `>` escaped, and CR as a reference so that a parser's
+/// line-end normalization does not turn CRLF into LF.
+pub fn xml_text(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'\r' => b"&#13;",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        out.extend_from_slice(esc);
+        from = i + 1;
+    }
+    out.extend_from_slice(&bytes[from..]);
+}
+
+/// What closes an output after its last row.
+pub fn footer(plan: &EntityPlan) -> Vec<u8> {
+    match (&plan.format, &plan.xml) {
+        (OutputFormat::Xml, Some(x)) => format!("</{}>\n", x.root).into_bytes(),
+        _ => Vec::new(),
     }
 }
 
@@ -96,6 +144,12 @@ pub fn header(plan: &EntityPlan) -> Vec<u8> {
         }
         OutputFormat::Json => out.extend_from_slice(b"["),
         OutputFormat::Jsonl => {}
+        OutputFormat::Xml => {
+            out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+            if let Some(x) = &plan.xml {
+                out.extend_from_slice(format!("<{}>\n", x.root).as_bytes());
+            }
+        }
     }
     out
 }

@@ -109,14 +109,22 @@ impl Sink {
 pub struct RowWriter {
     sink: Sink,
     format: OutputFormat,
+    footer: Vec<u8>,
     pub rows: u64,
 }
 
 impl RowWriter {
-    pub fn new(sink: Sink, format: OutputFormat, header: &[u8]) -> Result<RowWriter, FatalError> {
+    /// A writer that starts with `header` and, when finished, ends with `footer`.
+    pub fn new(
+        sink: Sink,
+        format: OutputFormat,
+        header: &[u8],
+        footer: Vec<u8>,
+    ) -> Result<RowWriter, FatalError> {
         let mut w = RowWriter {
             sink,
             format,
+            footer,
             rows: 0,
         };
         w.sink.write_bytes(header)?;
@@ -151,6 +159,7 @@ impl RowWriter {
             self.sink
                 .write_bytes(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
         }
+        self.sink.write_bytes(&self.footer)?;
         match self.sink {
             Sink::File(f) => f.finish().map(Some),
             Sink::Stdout(mut w) => {

@@ -1,0 +1,843 @@
+//! XML sources. The reader thread runs a small structural scanner (tags, comments, CDATA, processing
+//! instructions) that checks nesting, follows the element stack, and cuts out each element on the record
+//! path (`/entities/entity/records/record`). Each record is then parsed with quick-xml in the parallel
+//! stage and its fields (`Name`, `@id`, `Address/City`, `field[@name=x]/@value`) extracted.
+//!
+//! Safety: a DOCTYPE with an internal subset (where entities are declared) is refused, external DTDs and
+//! entities are never read, and only the five predefined entities and character references are expanded,
+//! so no document can expand beyond its own size.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::XmlVersion;
+
+use super::csv::{Batch, RecordMeta};
+use super::feed::Feed;
+use super::json::{Extracted, RecordError};
+use crate::error::FatalError;
+
+/// Deeper element nesting is refused.
+pub const MAX_DEPTH: usize = 512;
+
+/// Splits `/a/b/c` into element names.
+pub fn split_path(p: &str) -> Vec<String> {
+    p.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether an element name matches a path step: `p:name` matches the name as written, `name` matches
+/// the local name whatever its prefix, `*` anything.
+fn name_matches(step: &str, name: &str) -> bool {
+    if step == "*" {
+        return true;
+    }
+    if step.contains(':') {
+        step == name
+    } else {
+        name.rsplit(':').next() == Some(step)
+    }
+}
+
+/// The reader-thread half: finds record elements and copies their bytes into batches.
+pub struct XmlSplitter<R> {
+    f: Feed<R>,
+    i: usize,
+    path: Vec<String>,
+    /// Open elements: name and line of the start tag.
+    stack: Vec<(Vec<u8>, u64)>,
+    /// Start index and stack depth of the record being cut out.
+    capture: Option<(usize, usize)>,
+    root_done: bool,
+    records: u64,
+}
+
+impl<R: Read> XmlSplitter<R> {
+    pub fn new(f: Feed<R>, path: Vec<String>) -> Self {
+        XmlSplitter {
+            f,
+            i: 0,
+            path,
+            stack: Vec::new(),
+            capture: None,
+            root_done: false,
+            records: 0,
+        }
+    }
+
+    fn err_at(&mut self, i: usize, message: impl Into<String>) -> FatalError {
+        let i = i.min(self.f.end);
+        self.f.error(i, 0, message)
+    }
+
+    /// Reads more, keeping bytes from `keep` (and the record being captured). Adjusts `i`, `keep` and the
+    /// capture start; None at the end of the input.
+    fn more(&mut self, keep: usize) -> Result<Option<usize>, FatalError> {
+        let keep_from = match self.capture {
+            Some((s, _)) => s.min(keep),
+            None => keep,
+        };
+        match self.f.fill(keep_from.min(self.i))? {
+            Some(shift) => {
+                self.i -= shift;
+                if let Some((s, _)) = &mut self.capture {
+                    *s -= shift;
+                }
+                Ok(Some(keep - shift))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Finds `needle` at or after `from`, reading more as needed and keeping bytes from `keep`.
+    fn find(
+        &mut self,
+        keep: usize,
+        from: usize,
+        needle: &[u8],
+    ) -> Result<Option<(usize, usize)>, FatalError> {
+        let mut keep = keep;
+        let mut from = from;
+        loop {
+            let hay = &self.f.buf[from..self.f.avail()];
+            if let Some(k) = memchr::memmem::find(hay, needle) {
+                return Ok(Some((keep, from + k)));
+            }
+            let scanned = self.f.avail().saturating_sub(needle.len() - 1).max(from);
+            let before = keep;
+            match self.more(keep)? {
+                Some(k) => {
+                    from = scanned - (before - k);
+                    keep = k;
+                    if self.f.avail() == 0 || (self.f.eof && from >= self.f.avail()) {
+                        return Ok(None);
+                    }
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads the next record into `batch`; false at the end of the input.
+    pub fn read_record(&mut self, batch: &mut Batch) -> Result<bool, FatalError> {
+        loop {
+            // Text up to the next tag.
+            let lt = loop {
+                let avail = self.f.avail();
+                match memchr::memchr(b'<', &self.f.buf[self.i..avail]) {
+                    Some(k) => {
+                        self.check_text(self.i, self.i + k)?;
+                        break self.i + k;
+                    }
+                    None => {
+                        self.check_text(self.i, avail)?;
+                        self.i = avail;
+                        if self.more(self.i)?.is_none() {
+                            return self.at_end();
+                        }
+                    }
+                }
+            };
+            self.i = lt;
+            // Enough bytes to tell the kind of markup.
+            while self.f.avail() < self.i + 9 && !self.f.eof {
+                if self.more(self.i)?.is_none() {
+                    break;
+                }
+            }
+            let start = self.i;
+            let head = &self.f.buf[start..self.f.avail().min(start + 9)];
+            if head.starts_with(b"<!--") {
+                self.skip_to(start, start + 4, b"-->", "comment")?;
+            } else if head.starts_with(b"<![CDATA[") {
+                if self.stack.is_empty() {
+                    return Err(self.err_at(start, "CDATA outside the root element"));
+                }
+                self.skip_to(start, start + 9, b"]]>", "CDATA section")?;
+            } else if head.starts_with(b"<!DOCTYPE") {
+                self.doctype(start)?;
+            } else if head.starts_with(b"<?") {
+                self.skip_to(start, start + 2, b"?>", "processing instruction")?;
+            } else if head.starts_with(b"</") {
+                if let Some(done) = self.end_tag(start, batch)? {
+                    return Ok(done);
+                }
+            } else if head.starts_with(b"<!") {
+                return Err(self.err_at(start, "unknown markup `<!`"));
+            } else if let Some(done) = self.start_tag(start, batch)? {
+                return Ok(done);
+            }
+        }
+    }
+
+    fn at_end(&mut self) -> Result<bool, FatalError> {
+        if let Some((name, line)) = self.stack.last() {
+            let msg = format!(
+                "the input ends inside <{}> opened at line {line} (is the file truncated?)",
+                String::from_utf8_lossy(name)
+            );
+            let end = self.f.avail();
+            return Err(self.err_at(end, msg));
+        }
+        if !self.root_done {
+            let end = self.f.avail();
+            return Err(self.err_at(end, "no root element: the file holds no XML document"));
+        }
+        Ok(false)
+    }
+
+    /// Only whitespace may stand outside the root element.
+    fn check_text(&mut self, from: usize, to: usize) -> Result<(), FatalError> {
+        if self.stack.is_empty() {
+            if let Some(k) = self.f.buf[from..to]
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+            {
+                return Err(self.err_at(from + k, "text outside the root element"));
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_to(
+        &mut self,
+        start: usize,
+        from: usize,
+        end: &[u8],
+        what: &str,
+    ) -> Result<(), FatalError> {
+        match self.find(start, from, end)? {
+            Some((_, at)) => {
+                self.i = at + end.len();
+                Ok(())
+            }
+            None => {
+                let s = self.i;
+                Err(self.err_at(s, format!("unterminated {what}")))
+            }
+        }
+    }
+
+    fn doctype(&mut self, start: usize) -> Result<(), FatalError> {
+        let Some((start, gt)) = self.find(start, start, b">")? else {
+            return Err(self.err_at(start, "unterminated DOCTYPE"));
+        };
+        if self.f.buf[start..gt].contains(&b'[') {
+            return Err(self.err_at(
+                start,
+                "a DOCTYPE with an internal subset (entity declarations) is refused: entities could expand without bound",
+            ));
+        }
+        // An external DTD named here is never read.
+        self.i = gt + 1;
+        Ok(())
+    }
+
+    /// The end of a tag that starts at `start`, skipping `>` inside quoted attribute values.
+    fn tag_end(&mut self, start: usize) -> Result<(usize, usize), FatalError> {
+        let mut start = start;
+        let mut j = start + 1;
+        let mut quote = 0u8;
+        loop {
+            while j >= self.f.avail() {
+                let before = start;
+                match self.more(start)? {
+                    Some(k) => {
+                        j -= before - k;
+                        start = k;
+                    }
+                    None => {
+                        return Err(self.err_at(start, "unterminated tag (is the file truncated?)"))
+                    }
+                }
+            }
+            let b = self.f.buf[j];
+            if quote != 0 {
+                if b == quote {
+                    quote = 0;
+                }
+            } else if b == b'"' || b == b'\'' {
+                quote = b;
+            } else if b == b'>' {
+                return Ok((start, j));
+            } else if b == b'<' {
+                return Err(self.err_at(j, "`<` inside a tag"));
+            }
+            j += 1;
+        }
+    }
+
+    fn start_tag(&mut self, start: usize, batch: &mut Batch) -> Result<Option<bool>, FatalError> {
+        let (start, gt) = self.tag_end(start)?;
+        let tag = &self.f.buf[start + 1..gt];
+        let name_len = tag
+            .iter()
+            .position(|b| b.is_ascii_whitespace() || *b == b'/')
+            .unwrap_or(tag.len());
+        let name = tag[..name_len].to_vec();
+        let empty = tag.last() == Some(&b'/');
+        if name.is_empty() {
+            return Err(self.err_at(start, "a tag without a name"));
+        }
+        if self.stack.is_empty() && self.root_done {
+            return Err(self.err_at(start, "a second root element (an XML document has one)"));
+        }
+        self.i = gt + 1;
+        let depth = self.stack.len() + 1;
+        let matches = self.capture.is_none()
+            && depth == self.path.len()
+            && self
+                .stack
+                .iter()
+                .map(|(n, _)| n.as_slice())
+                .chain(std::iter::once(name.as_slice()))
+                .zip(&self.path)
+                .all(|(n, p)| name_matches(p, std::str::from_utf8(n).unwrap_or("")));
+        if empty {
+            if self.stack.is_empty() {
+                self.root_done = true;
+            }
+            if matches {
+                self.emit(batch, start, gt + 1);
+                return Ok(Some(true));
+            }
+            return Ok(None);
+        }
+        if depth > MAX_DEPTH {
+            return Err(self.err_at(
+                start,
+                format!("elements nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        let line = self.f.line_of(start);
+        self.stack.push((name, line));
+        if matches {
+            self.capture = Some((start, depth));
+        }
+        Ok(None)
+    }
+
+    fn end_tag(&mut self, start: usize, batch: &mut Batch) -> Result<Option<bool>, FatalError> {
+        let (start, gt) = self.tag_end(start)?;
+        let name = self.f.buf[start + 2..gt].trim_ascii();
+        let Some((open, line)) = self.stack.pop() else {
+            return Err(self.err_at(start, "an end tag without a start tag"));
+        };
+        if open != name {
+            let msg = format!(
+                "</{}> does not close <{}> opened at line {line}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&open)
+            );
+            return Err(self.err_at(start, msg));
+        }
+        self.i = gt + 1;
+        if self.stack.is_empty() {
+            self.root_done = true;
+        }
+        if let Some((s, depth)) = self.capture {
+            if self.stack.len() < depth {
+                self.capture = None;
+                self.emit(batch, s, gt + 1);
+                return Ok(Some(true));
+            }
+        }
+        Ok(None)
+    }
+
+    fn emit(&mut self, batch: &mut Batch, start: usize, end: usize) {
+        self.records += 1;
+        let raw_start = batch.raw.len();
+        batch.raw.extend_from_slice(&self.f.buf[start..end]);
+        batch.records.push(RecordMeta {
+            first: batch.spans.len(),
+            n_fields: 0,
+            raw_start,
+            raw_end: batch.raw.len(),
+            number: self.records,
+            line: self.f.line_of(start),
+            byte: self.f.offset(start),
+            malformed: None,
+        });
+    }
+}
+
+/// One step of a field path: an element name with an optional `[@attr=value]` predicate.
+#[derive(Debug, Clone)]
+struct Step {
+    name: String,
+    pred: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct FieldPath {
+    steps: Vec<Step>,
+    attr: Option<String>,
+}
+
+/// Field paths relative to the record element.
+#[derive(Debug, Clone)]
+pub struct XmlPaths {
+    paths: Vec<FieldPath>,
+    columns: Vec<String>,
+    /// Every leaf of a record must be a column (for `convert`).
+    pub all_leaves: bool,
+}
+
+impl XmlPaths {
+    /// Parses field paths: `Name`, `@id`, `Address/City`, `Address/@type`, `.` (the record's own text),
+    /// `field[@name=x]/@value` (quotes around `x` optional).
+    pub fn new(columns: &[String], all_leaves: bool) -> Result<XmlPaths, String> {
+        let mut paths = Vec::new();
+        for col in columns {
+            let mut steps = Vec::new();
+            let mut attr = None;
+            let parts: Vec<&str> = col
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .collect();
+            for (k, part) in parts.iter().enumerate() {
+                if let Some(a) = part.strip_prefix('@') {
+                    if k + 1 != parts.len() || a.is_empty() {
+                        return Err(format!("{col:?}: an attribute (@name) can only end a path"));
+                    }
+                    attr = Some(a.to_string());
+                    continue;
+                }
+                let (name, pred) = match part.split_once('[') {
+                    Some((n, rest)) => {
+                        let inner = rest
+                            .strip_suffix(']')
+                            .and_then(|r| r.strip_prefix('@'))
+                            .and_then(|r| r.split_once('='))
+                            .ok_or_else(|| {
+                                format!("{col:?}: a predicate looks like [@name=value]")
+                            })?;
+                        let v = inner.1.trim_matches(|c| c == '\'' || c == '"');
+                        (n, Some((inner.0.to_string(), v.to_string())))
+                    }
+                    None => (*part, None),
+                };
+                if name.is_empty() {
+                    return Err(format!("{col:?}: an empty element name"));
+                }
+                steps.push(Step {
+                    name: name.to_string(),
+                    pred,
+                });
+            }
+            paths.push(FieldPath { steps, attr });
+        }
+        Ok(XmlPaths {
+            paths,
+            columns: columns.to_vec(),
+            all_leaves,
+        })
+    }
+}
+
+fn xml_err(offset: u64, e: impl std::fmt::Display) -> RecordError {
+    RecordError {
+        offset: offset as usize,
+        message: format!("not well-formed XML: {e}"),
+        fatal: true,
+        field: String::new(),
+    }
+}
+
+fn attr_value(e: &BytesStart, name: &str, at: u64) -> Result<Option<String>, RecordError> {
+    for a in e.attributes() {
+        let a = a.map_err(|err| xml_err(at, err))?;
+        if name_matches(name, a.key.as_ref()) {
+            let v = a
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|err| xml_err(at, err))?;
+            return Ok(Some(v.into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+fn step_matches(step: &Step, e: &BytesStart, at: u64) -> Result<bool, RecordError> {
+    if !name_matches(&step.name, e.name().as_ref()) {
+        return Ok(false);
+    }
+    match &step.pred {
+        None => Ok(true),
+        Some((a, v)) => Ok(attr_value(e, a, at)?.as_deref() == Some(v.as_str())),
+    }
+}
+
+/// `xsi:nil="true"`: the element is null rather than empty.
+fn is_nil(e: &BytesStart) -> bool {
+    e.attributes()
+        .flatten()
+        .any(|a| a.key.as_ref().ends_with(":nil") && matches!(a.value.as_ref(), "true" | "1"))
+}
+
+fn push_ref(name: &str, at: u64, out: &mut String) -> Result<(), RecordError> {
+    if let Some(num) = name.strip_prefix('#') {
+        let code = match num.strip_prefix('x') {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => num.parse().ok(),
+        };
+        match code.and_then(char::from_u32).filter(|c| *c != '\0') {
+            Some(c) => out.push(c),
+            None => return Err(xml_err(at, format!("&{name}; is not a character"))),
+        }
+        return Ok(());
+    }
+    match quick_xml::escape::resolve_predefined_entity(name) {
+        Some(v) => {
+            out.push_str(v);
+            Ok(())
+        }
+        None => Err(xml_err(
+            at,
+            format!("unknown entity &{name}; (entities declared in a DTD are not read)"),
+        )),
+    }
+}
+
+/// Parses one record element and extracts the columns of `paths` into `out`.
+pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), RecordError> {
+    let n = paths.paths.len();
+    out.buf.clear();
+    out.spans.clear();
+    out.spans.resize(n, None);
+    if paths.all_leaves {
+        let mut leaves = Vec::new();
+        leaf_paths(raw, &mut leaves)?;
+        if let Some(l) = leaves.iter().find(|l| !paths.columns.contains(l)) {
+            return Err(RecordError {
+                offset: 0,
+                message: format!(
+                    "{l:?} was not in the records that set the columns; list the columns with --columns"
+                ),
+                fatal: false,
+                field: l.clone(),
+            });
+        }
+    }
+    let mut vals: Vec<Option<String>> = vec![None; n];
+    let mut count = vec![0u32; n];
+    // Columns whose steps matched down to each open element; collectors of text (column, depth).
+    let mut active: Vec<Vec<usize>> = Vec::new();
+    let mut collect: Vec<(usize, usize)> = Vec::new();
+    let mut r = quick_xml::Reader::from_str(raw);
+    loop {
+        let at = r.buffer_position();
+        let ev = r.read_event().map_err(|e| xml_err(r.error_position(), e))?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let is_empty = matches!(ev, Event::Empty(_));
+                let d = active.len();
+                let cand: Vec<usize> = if d == 0 {
+                    (0..n).collect()
+                } else {
+                    let mut c = Vec::new();
+                    for &col in &active[d - 1] {
+                        if step_matches(&paths.paths[col].steps[d - 1], e, at)? {
+                            c.push(col);
+                        }
+                    }
+                    c
+                };
+                let nil = is_nil(e);
+                for &col in &cand {
+                    let p = &paths.paths[col];
+                    if p.steps.len() != d {
+                        continue;
+                    }
+                    count[col] += 1;
+                    match &p.attr {
+                        Some(a) => vals[col] = attr_value(e, a, at)?,
+                        None if nil => vals[col] = None,
+                        None => {
+                            vals[col] = Some(String::new());
+                            if !is_empty {
+                                collect.push((col, d));
+                            }
+                        }
+                    }
+                }
+                if !is_empty {
+                    if active.len() >= MAX_DEPTH {
+                        return Err(xml_err(
+                            at,
+                            format!("elements nested deeper than {MAX_DEPTH} levels"),
+                        ));
+                    }
+                    active.push(
+                        cand.into_iter()
+                            .filter(|&c| paths.paths[c].steps.len() > d)
+                            .collect(),
+                    );
+                } else if d == 0 {
+                    break;
+                }
+            }
+            Event::End(_) => {
+                let d = active.len() - 1;
+                collect.retain(|&(_, cd)| cd != d);
+                active.pop();
+                if active.is_empty() {
+                    break;
+                }
+            }
+            Event::Text(t) => {
+                if !collect.is_empty() {
+                    let text = t.xml10_content();
+                    for &(c, _) in &collect {
+                        if let Some(v) = &mut vals[c] {
+                            v.push_str(&text);
+                        }
+                    }
+                }
+            }
+            Event::CData(t) => {
+                if !collect.is_empty() {
+                    let text = t.xml10_content();
+                    for &(c, _) in &collect {
+                        if let Some(v) = &mut vals[c] {
+                            v.push_str(&text);
+                        }
+                    }
+                }
+            }
+            Event::GeneralRef(g) => {
+                let name: Cow<str> = g.xml10_content();
+                let mut s = String::new();
+                push_ref(&name, at, &mut s)?;
+                for &(c, _) in &collect {
+                    if let Some(v) = &mut vals[c] {
+                        v.push_str(&s);
+                    }
+                }
+            }
+            Event::DocType(_) | Event::Decl(_) => {
+                return Err(xml_err(at, "a declaration inside an element"));
+            }
+            Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => return Err(xml_err(at, "the record element is not closed")),
+        }
+    }
+    for (col, v) in vals.into_iter().enumerate() {
+        if count[col] > 1 {
+            return Err(RecordError {
+                offset: 0,
+                message: format!(
+                    "{:?} matched {} elements: read repeated elements as child records with their own record path",
+                    paths.columns[col], count[col]
+                ),
+                fatal: false,
+                field: paths.columns[col].clone(),
+            });
+        }
+        if let Some(v) = v {
+            let s = out.buf.len();
+            out.buf.push_str(&v);
+            out.spans[col] = Some((s, out.buf.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Every leaf path of a record, for `convert` to discover its columns: the record's attributes (`@id`),
+/// elements without child elements (`Address/City`) and their attributes (`Address/@type`).
+pub fn leaf_paths(raw: &str, out: &mut Vec<String>) -> Result<(), RecordError> {
+    let mut r = quick_xml::Reader::from_str(raw);
+    // Path of open elements below the record, and whether each has child elements.
+    let mut names: Vec<String> = Vec::new();
+    let mut has_child: Vec<bool> = Vec::new();
+    let push = |p: String, out: &mut Vec<String>| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    loop {
+        let at = r.buffer_position();
+        let ev = r.read_event().map_err(|e| xml_err(r.error_position(), e))?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let depth = has_child.len();
+                if let Some(h) = has_child.last_mut() {
+                    *h = true;
+                }
+                let name = e.name().as_ref().to_string();
+                let prefix = if depth == 0 {
+                    String::new()
+                } else {
+                    let mut p = names[1..].join("/");
+                    if !p.is_empty() {
+                        p.push('/');
+                    }
+                    p.push_str(&name);
+                    p
+                };
+                for a in e.attributes() {
+                    let a = a.map_err(|err| xml_err(at, err))?;
+                    let key = a.key.as_ref().to_string();
+                    if key.starts_with("xmlns") {
+                        continue;
+                    }
+                    let p = if prefix.is_empty() {
+                        format!("@{key}")
+                    } else {
+                        format!("{prefix}/@{key}")
+                    };
+                    push(p, out);
+                }
+                if matches!(ev, Event::Empty(_)) {
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                    push(prefix, out);
+                } else {
+                    names.push(name);
+                    has_child.push(false);
+                }
+            }
+            Event::End(_) => {
+                let had = has_child.pop().unwrap_or(true);
+                if has_child.is_empty() {
+                    return Ok(());
+                }
+                if !had {
+                    push(names[1..].join("/"), out);
+                }
+                names.pop();
+            }
+            Event::Eof => return Err(xml_err(at, "the record element is not closed")),
+            _ => {}
+        }
+    }
+}
+
+/// Decodes HTML character references (`&amp;`, `&#39;`, `&eacute;`) left in a value after XML parsing,
+/// as Dynamics CMT exports carry them. An `&` that starts no known reference stays as it is.
+pub fn html_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('&') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(k) = rest.find('&') {
+        out.push_str(&rest[..k]);
+        rest = &rest[k..];
+        let decoded = rest[1..]
+            .find(';')
+            .filter(|&e| e > 0 && e <= 32)
+            .and_then(|e| {
+                let name = &rest[1..1 + e];
+                let text = if let Some(num) = name.strip_prefix('#') {
+                    let code = match num.strip_prefix(['x', 'X']) {
+                        Some(h) => u32::from_str_radix(h, 16).ok(),
+                        None => num.parse().ok(),
+                    };
+                    code.and_then(char::from_u32).map(String::from)
+                } else {
+                    quick_xml::escape::resolve_html5_entity(name).map(str::to_string)
+                };
+                text.map(|t| (t, e + 2))
+            });
+        match decoded {
+            Some((t, len)) => {
+                out.push_str(&t);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(raw: &str, cols: &[&str]) -> Result<Vec<Option<String>>, RecordError> {
+        let cols: Vec<String> = cols.iter().map(|s| s.to_string()).collect();
+        let paths = XmlPaths::new(&cols, false).unwrap();
+        let mut out = Extracted::default();
+        extract(raw, &paths, &mut out)?;
+        Ok(out
+            .spans
+            .iter()
+            .map(|s| s.map(|(a, b)| out.buf[a..b].to_string()))
+            .collect())
+    }
+
+    #[test]
+    fn elements_attributes_predicates_namespaces() {
+        let raw = r#"<record id="r1" xmlns:a="urn:x"><Name>A &amp; B &#233;<![CDATA[ <raw> ]]></Name><a:Address type="home"><City>Oslo</City></a:Address><field name="x" value="1 &amp;amp; 2"/><field name="y" value="2"/><Empty/><Nil xsi:nil="true"/></record>"#;
+        let v = get(
+            raw,
+            &[
+                "@id",
+                "Name",
+                "Address/City",
+                "a:Address/@type",
+                "field[@name=x]/@value",
+                "field[@name='y']/@value",
+                "Empty",
+                "Nil",
+                "Missing",
+                "@none",
+            ],
+        )
+        .unwrap();
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            v,
+            vec![
+                s("r1"),
+                s("A & B é <raw> "),
+                s("Oslo"),
+                s("home"),
+                s("1 &amp; 2"),
+                s("2"),
+                s(""),
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(
+            html_decode("1 &amp; 2 &#39;x&#39; &eacute; AT&T &bogus;"),
+            "1 & 2 'x' é AT&T &bogus;"
+        );
+    }
+
+    #[test]
+    fn repeated_elements_and_unknown_entities() {
+        let e = get("<r><Tag>a</Tag><Tag>b</Tag></r>", &["Tag"]).unwrap_err();
+        assert!(!e.fatal && e.message.contains("matched 2"), "{}", e.message);
+        let e = get("<r><N>&lol;</N></r>", &["N"]).unwrap_err();
+        assert!(
+            e.fatal && e.message.contains("unknown entity"),
+            "{}",
+            e.message
+        );
+        let e = get("<r><N>x</M></r>", &["N"]).unwrap_err();
+        assert!(e.fatal);
+    }
+
+    #[test]
+    fn leaves() {
+        let mut out = Vec::new();
+        leaf_paths(
+            r#"<r id="1"><A><B x="2">t</B><C/></A><D>d</D></r>"#,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, ["@id", "A/B/@x", "A/B", "A/C", "D"]);
+    }
+}
