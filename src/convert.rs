@@ -87,11 +87,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         ))),
         InputFormat::Xml => {
             let path = xml::split_path(opts.record_path.as_deref().unwrap_or(""));
-            if path.is_empty() {
-                return Err(FatalError::Usage(
-                    "an XML input needs --record-path, the path of its record element (for example /Contacts/Contact)".into(),
-                ));
-            }
+            xml::check_path(&path).map_err(|e| FatalError::Usage(format!("--record-path: {e}")))?;
             InputKind::Xml(path)
         }
     };

@@ -165,6 +165,8 @@ pub enum RejectCode {
     Unmapped,
     /// A value already seen in a unique field or primary key.
     Duplicate,
+    /// JSON or XML: a key repeated in an object, or a path that matches several elements.
+    Ambiguous,
 }
 
 impl RejectCode {
@@ -179,6 +181,7 @@ impl RejectCode {
             RejectCode::Pattern => "pattern",
             RejectCode::Unmapped => "unmapped",
             RejectCode::Duplicate => "duplicate",
+            RejectCode::Ambiguous => "ambiguous",
         }
     }
 }

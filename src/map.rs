@@ -170,7 +170,11 @@ fn map_record<'b>(
                     sc.errors.push(FieldError {
                         field: e.field,
                         value: String::new(),
-                        code: RejectCode::Malformed,
+                        code: if e.ambiguous {
+                            RejectCode::Ambiguous
+                        } else {
+                            RejectCode::Malformed
+                        },
                         message: e.message,
                     });
                     e.fatal
@@ -193,6 +197,7 @@ fn gather_structured(
         offset: e.valid_up_to(),
         message: "invalid UTF-8".into(),
         fatal: true,
+        ambiguous: false,
         field: String::new(),
     })?;
     match &plan.extract {

@@ -82,23 +82,25 @@ impl<R: Read> JsonSplitter<R> {
 
     /// Makes `buf[i]` available, keeping bytes from `keep` (an index at or before `i`). Returns the
     /// adjusted `keep`, or None at the end of the input.
-    fn more(&mut self, keep: usize) -> Result<Option<usize>, FatalError> {
-        let mut keep = keep;
+    /// Makes `buf[i]` available, keeping bytes from `*keep` (an index at or before `i`, adjusted as the
+    /// bytes move). False at the end of the input.
+    fn more(&mut self, keep: &mut usize) -> Result<bool, FatalError> {
         while self.i >= self.f.avail() {
-            let Some(shift) = self.f.fill(keep.min(self.i))? else {
-                return Ok(None);
+            let Some(shift) = self.f.fill((*keep).min(self.i))? else {
+                return Ok(false);
             };
             self.i -= shift;
-            keep -= shift;
+            *keep -= shift;
             if self.i >= self.f.avail() && self.f.eof {
-                return Ok(None);
+                return Ok(false);
             }
         }
-        Ok(Some(keep))
+        Ok(true)
     }
 
     fn peek(&mut self) -> Result<Option<u8>, FatalError> {
-        if self.i >= self.f.avail() && self.more(self.i)?.is_none() {
+        let mut keep = self.i;
+        if self.i >= self.f.avail() && !self.more(&mut keep)? {
             return Ok(None);
         }
         Ok(Some(self.f.buf[self.i]))
@@ -139,9 +141,8 @@ impl<R: Read> JsonSplitter<R> {
                 Some(k) => break self.i + k,
                 None => {
                     self.i = self.f.avail();
-                    match self.more(start)? {
-                        Some(k) => start = k,
-                        None => break self.f.avail(),
+                    if !self.more(&mut start)? {
+                        break self.f.avail();
                     }
                 }
             }
@@ -372,16 +373,13 @@ impl<R: Read> JsonSplitter<R> {
         let mut stack: Vec<u8> = Vec::new();
         let mut in_str = false;
         loop {
-            if self.i >= self.f.avail() {
-                match self.more(start)? {
-                    Some(k) => start = k,
-                    None if stack.is_empty() && !in_str && self.i > start => break,
-                    None => {
-                        return Err(self.err(
-                            "unexpected end of input inside a record (is the file truncated?)",
-                        ))
-                    }
+            if self.i >= self.f.avail() && !self.more(&mut start)? {
+                if stack.is_empty() && !in_str && self.i > start {
+                    break;
                 }
+                return Err(
+                    self.err("unexpected end of input inside a record (is the file truncated?)")
+                );
             }
             let avail = self.f.avail();
             if in_str {
@@ -455,14 +453,9 @@ impl<R: Read> JsonSplitter<R> {
         let mut start = self.i;
         self.i += 1;
         loop {
-            if self.i >= self.f.avail() {
-                match self.more(start)? {
-                    Some(k) => start = k,
-                    None => {
-                        self.i = start;
-                        return Err(self.err("unterminated string: the input ends inside it"));
-                    }
-                }
+            if self.i >= self.f.avail() && !self.more(&mut start)? {
+                self.i = start;
+                return Err(self.err("unterminated string: the input ends inside it"));
             }
             match memchr::memchr2(b'"', b'\\', &self.f.buf[self.i..self.f.avail()]) {
                 Some(k) if self.f.buf[self.i + k] == b'\\' => self.i += k + 2,
@@ -551,11 +544,8 @@ impl<R: Read> JsonSplitter<R> {
     fn skip_scalar(&mut self) -> Result<(), FatalError> {
         let mut start = self.i;
         loop {
-            if self.i >= self.f.avail() {
-                match self.more(start)? {
-                    Some(k) => start = k,
-                    None => break,
-                }
+            if self.i >= self.f.avail() && !self.more(&mut start)? {
+                break;
             }
             let b = self.f.buf[self.i];
             if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')) {
@@ -650,6 +640,8 @@ pub struct RecordError {
     pub offset: usize,
     pub message: String,
     pub fatal: bool,
+    /// A repeated key or element (reject reason `ambiguous`).
+    pub ambiguous: bool,
     /// The field the problem concerns, when there is one.
     pub field: String,
 }
@@ -659,6 +651,7 @@ fn syntax(offset: usize, message: impl Into<String>) -> RecordError {
         offset,
         message: message.into(),
         fatal: true,
+        ambiguous: false,
         field: String::new(),
     }
 }
@@ -683,6 +676,7 @@ pub fn extract(raw: &str, paths: &JsonPaths, out: &mut Extracted) -> Result<(), 
             offset: 0,
             message: format!("expected a JSON object as the record, found {kind}"),
             fatal: false,
+            ambiguous: false,
             field: String::new(),
         });
     }
@@ -852,6 +846,7 @@ impl<'a> Parser<'a> {
                                 "key {key:?} was not in the records that set the columns; list the columns with --columns"
                             ),
                             fatal: false,
+                            ambiguous: false,
                             field: key.clone(),
                         });
                     }
@@ -864,6 +859,7 @@ impl<'a> Parser<'a> {
                             "key {key:?} was not in the records that set the columns; list the columns with --columns"
                         ),
                         fatal: false,
+                        ambiguous: false,
                         field: key.clone(),
                     })
                 }
@@ -883,6 +879,7 @@ impl<'a> Parser<'a> {
                                 "duplicate key {key:?}: which value is meant is unclear"
                             ),
                             fatal: false,
+                            ambiguous: true,
                             field: key.clone(),
                         });
                     }

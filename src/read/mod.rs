@@ -92,12 +92,7 @@ impl InputKind {
             ))),
             InputFormat::Xml => {
                 let path = xml::split_path(source.record_path.as_deref().unwrap_or(""));
-                if path.is_empty() {
-                    return Err(vec![(
-                        "record_path".into(),
-                        "an XML source needs the path of its record element, for example `/Contacts/Contact`".into(),
-                    )]);
-                }
+                xml::check_path(&path).map_err(|e| vec![("record_path".to_string(), e)])?;
                 InputKind::Xml(path)
             }
         })

@@ -21,12 +21,71 @@ use crate::error::FatalError;
 /// Deeper element nesting is refused.
 pub const MAX_DEPTH: usize = 512;
 
-/// Splits `/a/b/c` into element names.
+/// Splits `/a/b[@name=x]/c` into steps.
 pub fn split_path(p: &str) -> Vec<String> {
     p.split('/')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A record path step as text (`entity[@name=account]`) parsed into its name and predicate.
+fn parse_step(part: &str) -> Result<Step, String> {
+    let (name, pred) = match part.split_once('[') {
+        Some((n, rest)) => {
+            let inner = rest
+                .strip_suffix(']')
+                .and_then(|r| r.strip_prefix('@'))
+                .and_then(|r| r.split_once('='))
+                .ok_or_else(|| format!("{part:?}: a predicate looks like [@name=value]"))?;
+            let v = inner.1.trim_matches(|c| c == '\'' || c == '"');
+            (n, Some((inner.0.to_string(), v.to_string())))
+        }
+        None => (part, None),
+    };
+    if name.is_empty() {
+        return Err(format!("{part:?}: an empty element name"));
+    }
+    Ok(Step {
+        name: name.to_string(),
+        pred,
+    })
+}
+
+/// Checks a record path; the message says what is wrong.
+pub fn check_path(path: &[String]) -> Result<(), String> {
+    if path.is_empty() {
+        return Err(
+            "an XML source needs the path of its record element, for example `/Contacts/Contact`"
+                .into(),
+        );
+    }
+    path.iter().try_for_each(|p| parse_step(p).map(|_| ()))
+}
+
+/// The value of attribute `name` in the bytes of a start tag (after its element name), with the
+/// predefined entities decoded; None if absent.
+fn tag_attr(tag: &str, name: &str) -> Option<String> {
+    let mut rest = tag;
+    loop {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim();
+        let after = rest[eq + 1..].trim_start();
+        let q = after.chars().next()?;
+        if q != '"' && q != '\'' {
+            return None;
+        }
+        let end = after[1..].find(q)?;
+        let value = &after[1..1 + end];
+        if name_matches(name, key) {
+            return Some(
+                quick_xml::escape::unescape(value)
+                    .map(Cow::into_owned)
+                    .unwrap_or_else(|_| value.to_string()),
+            );
+        }
+        rest = &after[end + 2..];
+    }
 }
 
 /// Whether an element name matches a path step: `p:name` matches the name as written, `name` matches
@@ -46,9 +105,9 @@ fn name_matches(step: &str, name: &str) -> bool {
 pub struct XmlSplitter<R> {
     f: Feed<R>,
     i: usize,
-    path: Vec<String>,
-    /// Open elements: name and line of the start tag.
-    stack: Vec<(Vec<u8>, u64)>,
+    path: Vec<Step>,
+    /// Open elements: name, line of the start tag, and whether it and its ancestors match the path.
+    stack: Vec<(Vec<u8>, u64, bool)>,
     /// Start index and stack depth of the record being cut out.
     capture: Option<(usize, usize)>,
     root_done: bool,
@@ -56,11 +115,12 @@ pub struct XmlSplitter<R> {
 }
 
 impl<R: Read> XmlSplitter<R> {
+    /// `path` must have passed [`check_path`].
     pub fn new(f: Feed<R>, path: Vec<String>) -> Self {
         XmlSplitter {
             f,
             i: 0,
-            path,
+            path: path.iter().filter_map(|p| parse_step(p).ok()).collect(),
             stack: Vec::new(),
             capture: None,
             root_done: false,
@@ -174,7 +234,7 @@ impl<R: Read> XmlSplitter<R> {
     }
 
     fn at_end(&mut self) -> Result<bool, FatalError> {
-        if let Some((name, line)) = self.stack.last() {
+        if let Some((name, line, _)) = self.stack.last() {
             let msg = format!(
                 "the input ends inside <{}> opened at line {line} (is the file truncated?)",
                 String::from_utf8_lossy(name)
@@ -279,6 +339,16 @@ impl<R: Read> XmlSplitter<R> {
             .unwrap_or(tag.len());
         let name = tag[..name_len].to_vec();
         let empty = tag.last() == Some(&b'/');
+        let depth = self.stack.len() + 1;
+        let on_path = depth <= self.path.len() && self.stack.last().is_none_or(|e| e.2) && {
+            let step = &self.path[depth - 1];
+            let name_s = std::str::from_utf8(&name).unwrap_or("");
+            name_matches(&step.name, name_s)
+                && step.pred.as_ref().is_none_or(|(a, v)| {
+                    let attrs = std::str::from_utf8(&tag[name_len..]).unwrap_or("");
+                    tag_attr(attrs, a).as_deref() == Some(v.as_str())
+                })
+        };
         if name.is_empty() {
             return Err(self.err_at(start, "a tag without a name"));
         }
@@ -286,16 +356,7 @@ impl<R: Read> XmlSplitter<R> {
             return Err(self.err_at(start, "a second root element (an XML document has one)"));
         }
         self.i = gt + 1;
-        let depth = self.stack.len() + 1;
-        let matches = self.capture.is_none()
-            && depth == self.path.len()
-            && self
-                .stack
-                .iter()
-                .map(|(n, _)| n.as_slice())
-                .chain(std::iter::once(name.as_slice()))
-                .zip(&self.path)
-                .all(|(n, p)| name_matches(p, std::str::from_utf8(n).unwrap_or("")));
+        let matches = self.capture.is_none() && on_path && depth == self.path.len();
         if empty {
             if self.stack.is_empty() {
                 self.root_done = true;
@@ -313,7 +374,7 @@ impl<R: Read> XmlSplitter<R> {
             ));
         }
         let line = self.f.line_of(start);
-        self.stack.push((name, line));
+        self.stack.push((name, line, on_path));
         if matches {
             self.capture = Some((start, depth));
         }
@@ -323,7 +384,7 @@ impl<R: Read> XmlSplitter<R> {
     fn end_tag(&mut self, start: usize, batch: &mut Batch) -> Result<Option<bool>, FatalError> {
         let (start, gt) = self.tag_end(start)?;
         let name = self.f.buf[start + 2..gt].trim_ascii();
-        let Some((open, line)) = self.stack.pop() else {
+        let Some((open, line, _)) = self.stack.pop() else {
             return Err(self.err_at(start, "an end tag without a start tag"));
         };
         if open != name {
@@ -407,27 +468,7 @@ impl XmlPaths {
                     attr = Some(a.to_string());
                     continue;
                 }
-                let (name, pred) = match part.split_once('[') {
-                    Some((n, rest)) => {
-                        let inner = rest
-                            .strip_suffix(']')
-                            .and_then(|r| r.strip_prefix('@'))
-                            .and_then(|r| r.split_once('='))
-                            .ok_or_else(|| {
-                                format!("{col:?}: a predicate looks like [@name=value]")
-                            })?;
-                        let v = inner.1.trim_matches(|c| c == '\'' || c == '"');
-                        (n, Some((inner.0.to_string(), v.to_string())))
-                    }
-                    None => (*part, None),
-                };
-                if name.is_empty() {
-                    return Err(format!("{col:?}: an empty element name"));
-                }
-                steps.push(Step {
-                    name: name.to_string(),
-                    pred,
-                });
+                steps.push(parse_step(part).map_err(|e| format!("{col:?}: {e}"))?);
             }
             paths.push(FieldPath { steps, attr });
         }
@@ -444,6 +485,7 @@ fn xml_err(offset: u64, e: impl std::fmt::Display) -> RecordError {
         offset: offset as usize,
         message: format!("not well-formed XML: {e}"),
         fatal: true,
+        ambiguous: false,
         field: String::new(),
     }
 }
@@ -518,6 +560,7 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
                     "{l:?} was not in the records that set the columns; list the columns with --columns"
                 ),
                 fatal: false,
+                ambiguous: false,
                 field: l.clone(),
             });
         }
@@ -634,6 +677,7 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
                     paths.columns[col], count[col]
                 ),
                 fatal: false,
+                ambiguous: true,
                 field: paths.columns[col].clone(),
             });
         }
@@ -667,7 +711,18 @@ pub fn leaf_paths(raw: &str, out: &mut Vec<String>) -> Result<(), RecordError> {
                 if let Some(h) = has_child.last_mut() {
                     *h = true;
                 }
-                let name = e.name().as_ref().to_string();
+                let mut name = e.name().as_ref().to_string();
+                // An element told apart by a `name` attribute (`<field name="x" value=".."/>`, the
+                // Dynamics CMT layout) is addressed by it, so its repetitions become columns.
+                let mut by_name = None;
+                if depth > 0 {
+                    if let Some(v) = attr_value(e, "name", at)? {
+                        if !v.is_empty() && !v.contains([']', '/', '\'', '"']) {
+                            name = format!("{name}[@name={v}]");
+                            by_name = Some(());
+                        }
+                    }
+                }
                 let prefix = if depth == 0 {
                     String::new()
                 } else {
@@ -678,12 +733,14 @@ pub fn leaf_paths(raw: &str, out: &mut Vec<String>) -> Result<(), RecordError> {
                     p.push_str(&name);
                     p
                 };
+                let mut attrs = 0;
                 for a in e.attributes() {
                     let a = a.map_err(|err| xml_err(at, err))?;
                     let key = a.key.as_ref().to_string();
-                    if key.starts_with("xmlns") {
+                    if key.starts_with("xmlns") || (by_name.is_some() && key == "name") {
                         continue;
                     }
+                    attrs += 1;
                     let p = if prefix.is_empty() {
                         format!("@{key}")
                     } else {
@@ -695,7 +752,10 @@ pub fn leaf_paths(raw: &str, out: &mut Vec<String>) -> Result<(), RecordError> {
                     if depth == 0 {
                         return Ok(());
                     }
-                    push(prefix, out);
+                    // An empty element's text is a column only when it has nothing else to give.
+                    if attrs == 0 {
+                        push(prefix, out);
+                    }
                 } else {
                     names.push(name);
                     has_child.push(false);
@@ -839,5 +899,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, ["@id", "A/B/@x", "A/B", "A/C", "D"]);
+        let mut out = Vec::new();
+        leaf_paths(
+            r#"<record id="1"><field name="a" value="x"/><field name="b" value="y" lookupentity="account"/></record>"#,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            [
+                "@id",
+                "field[@name=a]/@value",
+                "field[@name=b]/@value",
+                "field[@name=b]/@lookupentity"
+            ]
+        );
     }
 }
