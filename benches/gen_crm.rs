@@ -195,10 +195,46 @@ fn main() -> std::io::Result<()> {
     a.flush()?;
 
     let mut c = BufWriter::with_capacity(1 << 20, File::create(dir.join("Contact.csv"))?);
-    writeln!(
-        c,
-        "Id,AccountId,Salutation,FirstName,LastName,Email,Phone,MobilePhone,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Birthdate,LeadSource,HasOptedOutOfEmail,AnnualIncome__c,Score__c,Status__c,CreatedDate,LastActivityDate,Description"
-    )?;
+    // The same contacts as JSON Lines (an API dump: Salesforce's `attributes`, numbers as numbers, empty
+    // values as null) and as XML (one element per field), when asked for.
+    let formats = args.get(4).map(String::as_str) == Some("all");
+    let mut j = formats
+        .then(|| {
+            File::create(dir.join("Contact.jsonl")).map(|f| BufWriter::with_capacity(1 << 20, f))
+        })
+        .transpose()?;
+    let mut x = formats
+        .then(|| {
+            File::create(dir.join("Contact.xml")).map(|f| BufWriter::with_capacity(1 << 20, f))
+        })
+        .transpose()?;
+    if let Some(x) = &mut x {
+        writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Contacts>")?;
+    }
+    const COLUMNS: [&str; 21] = [
+        "Id",
+        "AccountId",
+        "Salutation",
+        "FirstName",
+        "LastName",
+        "Email",
+        "Phone",
+        "MobilePhone",
+        "MailingStreet",
+        "MailingCity",
+        "MailingPostalCode",
+        "MailingCountry",
+        "Birthdate",
+        "LeadSource",
+        "HasOptedOutOfEmail",
+        "AnnualIncome__c",
+        "Score__c",
+        "Status__c",
+        "CreatedDate",
+        "LastActivityDate",
+        "Description",
+    ];
+    writeln!(c, "{}", COLUMNS.join(","))?;
     for i in 0..contacts {
         let first = rng.pick(FIRST);
         let last = rng.pick(LAST);
@@ -227,18 +263,16 @@ fn main() -> std::io::Result<()> {
         };
         let offset = rng.pick(&["+0000", "-0500", "+0100", "+0900", "-0800"]);
         let desc = if rng.chance(65) {
-            quote(rng.pick(NOTES))
+            rng.pick(NOTES).to_string()
         } else {
             String::new()
         };
-        writeln!(
-            c,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        let vals: [String; 21] = [
             sf_id("003", i),
             sf_id("001", rng.below(accounts)),
-            rng.pick(SAL),
-            first,
-            quote(last),
+            rng.pick(SAL).to_string(),
+            first.to_string(),
+            last.to_string(),
             email,
             format!(
                 "+1 ({}) {:03}-{:04}",
@@ -251,25 +285,25 @@ fn main() -> std::io::Result<()> {
             } else {
                 format!("+49 {} {}", 150 + rng.below(30), rng.below(10_000_000))
             },
-            quote(&format!(
+            format!(
                 "{} {}straße, Apt {}",
                 1 + rng.below(300),
                 rng.pick(&["Haupt", "Linden", "Berg"]),
                 rng.below(50)
-            )),
-            CITY[city],
+            ),
+            CITY[city].to_string(),
             format!("{:05}", rng.below(100_000)),
-            COUNTRY[city],
+            COUNTRY[city].to_string(),
             birth,
-            rng.pick(LEAD),
-            rng.pick(BOOL),
+            rng.pick(LEAD).to_string(),
+            rng.pick(BOOL).to_string(),
             if rng.chance(10) {
                 String::new()
             } else {
                 format!("{}.{:02}", rng.below(500_000), rng.below(100))
             },
             format!("{:.3}", rng.below(100_000) as f64 / 1000.0),
-            rng.pick(STATUS),
+            rng.pick(STATUS).to_string(),
             format!(
                 "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}.000{}",
                 10 + rng.below(14),
@@ -287,7 +321,52 @@ fn main() -> std::io::Result<()> {
                 1 + rng.below(28)
             ),
             desc,
-        )?;
+        ];
+        let line: Vec<String> = vals.iter().map(|v| quote(v)).collect();
+        writeln!(c, "{}", line.join(","))?;
+        if let Some(j) = &mut j {
+            write!(
+                j,
+                "{{\"attributes\":{{\"type\":\"Contact\",\"url\":\"/services/data/v62.0/sobjects/Contact/{}\"}}",
+                vals[0]
+            )?;
+            for (k, v) in COLUMNS.iter().zip(&vals) {
+                let numeric = matches!(*k, "AnnualIncome__c" | "Score__c");
+                if v.is_empty() {
+                    write!(j, ",\"{k}\":null")?;
+                } else if numeric {
+                    write!(j, ",\"{k}\":{v}")?;
+                } else {
+                    write!(
+                        j,
+                        ",\"{k}\":{}",
+                        serde_json::to_string(v).unwrap_or_default()
+                    )?;
+                }
+            }
+            writeln!(j, "}}")?;
+        }
+        if let Some(x) = &mut x {
+            write!(x, "  <Contact>")?;
+            for (k, v) in COLUMNS.iter().zip(&vals) {
+                if !v.is_empty() {
+                    let esc = v
+                        .replace('&', "&amp;")
+                        .replace('<', "&lt;")
+                        .replace('>', "&gt;")
+                        .replace('\r', "&#13;");
+                    write!(x, "<{k}>{esc}</{k}>")?;
+                }
+            }
+            writeln!(x, "</Contact>")?;
+        }
+    }
+    if let Some(mut j) = j {
+        j.flush()?;
+    }
+    if let Some(mut x) = x {
+        writeln!(x, "</Contacts>")?;
+        x.flush()?;
     }
     c.flush()?;
     Ok(())

@@ -15,8 +15,12 @@ use crate::read::csv::Batch;
 use crate::read::RecordReader;
 use crate::write::{RejectsWriter, RowWriter};
 
-/// Records per chunk handed to one rayon task.
-const CHUNK_RECORDS: usize = 512;
+/// Records per chunk handed to one rayon task: a sixteenth of the batch, so that every batch splits into
+/// enough tasks to keep the pool busy until its barrier (JSON and XML batches hold fewer, larger records
+/// than CSV ones), within bounds. It depends on the batch only, never on the thread count.
+fn chunk_records(batch_len: usize) -> usize {
+    batch_len.div_ceil(16).clamp(32, 512)
+}
 /// A batch is sent on when it holds this many records or field bytes.
 const BATCH_RECORDS: usize = 4 * 1024;
 const BATCH_BYTES: usize = 1 << 20;
@@ -109,12 +113,13 @@ pub fn pump(
                         }
                     }
                 }
+                let per_chunk = chunk_records(batch.len());
                 for (c, chunk) in outs.iter().enumerate() {
                     write_chunk(
                         plan,
                         display,
                         &batch,
-                        c * CHUNK_RECORDS,
+                        c * per_chunk,
                         chunk,
                         writer,
                         &mut rejects,
@@ -133,7 +138,7 @@ pub fn pump(
                 pool.install(|| {
                     batch
                         .records
-                        .par_chunks(CHUNK_RECORDS)
+                        .par_chunks(chunk_records(batch.len()))
                         .map(|recs| map_chunk(plan, &batch, recs))
                         .collect_into_vec(&mut outs)
                 });

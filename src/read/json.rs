@@ -631,6 +631,8 @@ impl JsonPaths {
 pub struct Extracted {
     pub buf: String,
     pub spans: Vec<Option<(usize, usize)>>,
+    /// Scratch of the XML extractor.
+    pub xml: super::xml::XmlWork,
 }
 
 /// A record that could not be read: `fatal` for a syntax error (the document is broken), otherwise the
@@ -816,7 +818,7 @@ impl<'a> Parser<'a> {
         let reads = node.filter(|&n| !paths.nodes[n].children.is_empty());
         // Children matched so far, to refuse a duplicate key that a field reads.
         let mut matched: u64 = 0;
-        let mut key = String::new();
+        let mut key_buf = String::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -829,8 +831,8 @@ impl<'a> Parser<'a> {
                 return Err(syntax(self.i, "expected a key (a string in double quotes)"));
             }
             let key_at = self.i;
-            key.clear();
-            self.i = parse_string(self.s, self.i, &mut key)?;
+            let (end, key) = parse_key(self.s, self.i, &mut key_buf)?;
+            self.i = end;
             self.ws();
             if self.peek() != Some(b':') {
                 return Err(syntax(self.i, "expected `:` after a key"));
@@ -838,7 +840,7 @@ impl<'a> Parser<'a> {
             self.i += 1;
             let child = match reads {
                 Some(n) => {
-                    let c = paths.child(n, &key);
+                    let c = paths.child(n, key);
                     if c.is_none() && paths.all_leaves {
                         return Err(RecordError {
                             offset: key_at,
@@ -847,7 +849,7 @@ impl<'a> Parser<'a> {
                             ),
                             fatal: false,
                             ambiguous: false,
-                            field: key.clone(),
+                            field: key.to_string(),
                         });
                     }
                     c
@@ -860,7 +862,7 @@ impl<'a> Parser<'a> {
                         ),
                         fatal: false,
                         ambiguous: false,
-                        field: key.clone(),
+                        field: key.to_string(),
                     })
                 }
                 None => None,
@@ -880,7 +882,7 @@ impl<'a> Parser<'a> {
                             ),
                             fatal: false,
                             ambiguous: true,
-                            field: key.clone(),
+                            field: key.to_string(),
                         });
                     }
                     matched |= 1 << k;
@@ -1083,25 +1085,46 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Index of the first `"`, `\\` or control character at or after `j` (or the end): eight bytes at a time,
+/// since strings are most of a JSON record.
+fn next_special(b: &[u8], mut j: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while j + 8 <= b.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[j..j + 8]);
+        let w = u64::from_le_bytes(word);
+        let q = w ^ (ONES * u64::from(b'"'));
+        let bs = w ^ (ONES * u64::from(b'\\'));
+        // Per byte: zero (a match) or below 0x20; a borrow only spreads upward from a true match, so the
+        // lowest flagged byte is always a real one.
+        let m = ((q.wrapping_sub(ONES) & !q)
+            | (bs.wrapping_sub(ONES) & !bs)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if m != 0 {
+            return j + (m.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    while j < b.len() && !matches!(b[j], b'"' | b'\\' | 0..=0x1f) {
+        j += 1;
+    }
+    j
+}
+
 /// Skips a string at `s[i]` (its opening quote), validating it; returns the index after it.
 fn skip_string(s: &str, i: usize) -> Result<usize, RecordError> {
     let b = s.as_bytes();
     let mut j = i + 1;
     loop {
-        let Some(k) = memchr::memchr2(b'"', b'\\', &b[j..]) else {
-            return Err(syntax(i, "unterminated string"));
-        };
-        if let Some(c) = b[j..j + k].iter().position(|&c| c < 0x20) {
-            return Err(syntax(
-                j + c,
-                "a control character must be escaped in a string",
-            ));
+        let k = next_special(b, j);
+        match b.get(k) {
+            None => return Err(syntax(i, "unterminated string")),
+            Some(b'"') => return Ok(k + 1),
+            Some(b'\\') => j = escape(s, k, &mut None)?,
+            Some(_) => return Err(syntax(k, "a control character must be escaped in a string")),
         }
-        j += k;
-        if b[j] == b'"' {
-            return Ok(j + 1);
-        }
-        j = escape(s, j, &mut None)?;
     }
 }
 
@@ -1110,25 +1133,37 @@ pub fn parse_string(s: &str, i: usize, out: &mut String) -> Result<usize, Record
     let b = s.as_bytes();
     let mut j = i + 1;
     loop {
-        let Some(k) = memchr::memchr2(b'"', b'\\', &b[j..]) else {
-            return Err(syntax(i, "unterminated string"));
-        };
-        let seg = &b[j..j + k];
-        if seg.iter().fold(false, |a, &c| a | (c < 0x20)) {
-            let c = seg.iter().position(|&c| c < 0x20).unwrap_or(0);
-            return Err(syntax(
-                j + c,
-                "a control character must be escaped in a string",
-            ));
+        let k = next_special(b, j);
+        match b.get(k) {
+            None => return Err(syntax(i, "unterminated string")),
+            Some(b'"') => {
+                out.push_str(&s[j..k]);
+                return Ok(k + 1);
+            }
+            Some(b'\\') => {
+                out.push_str(&s[j..k]);
+                let mut o = Some(&mut *out);
+                j = escape(s, k, &mut o)?;
+            }
+            Some(_) => return Err(syntax(k, "a control character must be escaped in a string")),
         }
-        out.push_str(&s[j..j + k]);
-        j += k;
-        if b[j] == b'"' {
-            return Ok(j + 1);
-        }
-        let mut o = Some(&mut *out);
-        j = escape(s, j, &mut o)?;
     }
+}
+
+/// A key at `s[i]`: borrowed when it has no escapes (nearly always), else unescaped into `buf`.
+fn parse_key<'s>(
+    s: &'s str,
+    i: usize,
+    buf: &'s mut String,
+) -> Result<(usize, &'s str), RecordError> {
+    let b = s.as_bytes();
+    let k = next_special(b, i + 1);
+    if b.get(k) == Some(&b'"') {
+        return Ok((k + 1, &s[i + 1..k]));
+    }
+    buf.clear();
+    let end = parse_string(s, i, buf)?;
+    Ok((end, buf.as_str()))
 }
 
 /// Decodes the escape at `s[j]` (a backslash), appending it to `out` if given; returns the index after it.

@@ -300,3 +300,69 @@ pub fn expand(base: &std::path::Path, pattern: &str) -> Result<Vec<std::path::Pa
     files.sort();
     Ok(files)
 }
+
+/// Entry points for the fuzz targets in `fuzz/`: split a document into records and extract fields from
+/// each, as a run does, discarding the results. Any outcome but a panic or a hang is fine.
+pub mod fuzz {
+    use super::csv::Batch;
+    use super::feed::Feed;
+    use super::json::{self, Extracted, JsonLayout, JsonSplitter};
+    use super::xml::{self, XmlPaths, XmlSplitter};
+
+    const MAX: usize = 1 << 16;
+
+    /// JSON: the first byte picks the layout (document with or without a record path, or JSON Lines).
+    pub fn json(data: &[u8]) {
+        let Some((&mode, doc)) = data.split_first() else {
+            return;
+        };
+        let layout = match mode % 3 {
+            0 => JsonLayout::Document(Vec::new()),
+            1 => JsonLayout::Document(vec!["records".into(), "Contacts".into(), "records".into()]),
+            _ => JsonLayout::Lines,
+        };
+        let mut s = JsonSplitter::new(Feed::new(doc, "fuzz", 0, MAX), layout);
+        let cols: Vec<String> = ["a", "a.b", "attributes.type", "Tags.0", "x"]
+            .map(String::from)
+            .to_vec();
+        let paths = json::JsonPaths::new(&cols, mode & 4 != 0);
+        let mut ext = Extracted::default();
+        let mut batch = Batch::default();
+        while let Ok(true) = s.read_record(&mut batch) {
+            for m in &batch.records {
+                // The mapping stage relies on this (see `map::gather_structured`).
+                let text =
+                    std::str::from_utf8(batch.raw(m)).expect("records are cut as valid UTF-8");
+                let _ = json::extract(text, &paths, &mut ext);
+                let _ = json::leaf_paths(text, &mut Vec::new());
+            }
+            batch.clear();
+        }
+    }
+
+    /// XML: records at `/r/row`, fields of every kind.
+    pub fn xml(data: &[u8]) {
+        let mut s = XmlSplitter::new(
+            Feed::new(data, "fuzz", 0, MAX),
+            vec!["r".into(), "row".into()],
+        );
+        let cols: Vec<String> = ["@id", "a", "a/b", "a/@x", "f[@name=n]/@value", "."]
+            .map(String::from)
+            .to_vec();
+        let Ok(paths) = XmlPaths::new(&cols, false) else {
+            return;
+        };
+        let mut ext = Extracted::default();
+        let mut batch = Batch::default();
+        while let Ok(true) = s.read_record(&mut batch) {
+            for m in &batch.records {
+                let text =
+                    std::str::from_utf8(batch.raw(m)).expect("records are cut as valid UTF-8");
+                let _ = xml::extract(text, &paths, &mut ext);
+                let _ = xml::leaf_paths(text, &mut Vec::new());
+                let _ = xml::html_decode(text);
+            }
+            batch.clear();
+        }
+    }
+}

@@ -91,13 +91,32 @@ fn tag_attr(tag: &str, name: &str) -> Option<String> {
 /// Whether an element name matches a path step: `p:name` matches the name as written, `name` matches
 /// the local name whatever its prefix, `*` anything.
 fn name_matches(step: &str, name: &str) -> bool {
-    if step == "*" {
-        return true;
+    if name.len() == step.len() {
+        return name == step || step == "*";
     }
-    if step.contains(':') {
-        step == name
-    } else {
-        name.rsplit(':').next() == Some(step)
+    // A local-name step matches `prefix:step`; a qualified step only itself. No `rsplit`: this runs for
+    // every element of every record.
+    step == "*"
+        || (name.len() > step.len()
+            && name.ends_with(step)
+            && name.as_bytes()[name.len() - step.len() - 1] == b':'
+            && !step.contains(':'))
+}
+
+struct Open {
+    name_end: usize,
+    byte: u64,
+    line: u64,
+    on_path: bool,
+}
+
+impl Open {
+    fn at(&self) -> String {
+        if self.line > 0 {
+            format!("at line {}", self.line)
+        } else {
+            format!("at byte {}", self.byte)
+        }
     }
 }
 
@@ -106,10 +125,14 @@ pub struct XmlSplitter<R> {
     f: Feed<R>,
     i: usize,
     path: Vec<Step>,
-    /// Open elements: name, line of the start tag, and whether it and its ancestors match the path.
-    stack: Vec<(Vec<u8>, u64, bool)>,
+    /// Open elements: end of the name in `names`, where the start tag is (absolute byte; line, 0 inside
+    /// a record where it is not counted), and whether it and its ancestors match the path.
+    stack: Vec<Open>,
+    names: Vec<u8>,
     /// Start index and stack depth of the record being cut out.
     capture: Option<(usize, usize)>,
+    /// Open elements inside the record being cut out (not on `stack`).
+    inner: usize,
     root_done: bool,
     records: u64,
 }
@@ -122,7 +145,9 @@ impl<R: Read> XmlSplitter<R> {
             i: 0,
             path: path.iter().filter_map(|p| parse_step(p).ok()).collect(),
             stack: Vec::new(),
+            names: Vec::new(),
             capture: None,
+            inner: 0,
             root_done: false,
             records: 0,
         }
@@ -234,10 +259,11 @@ impl<R: Read> XmlSplitter<R> {
     }
 
     fn at_end(&mut self) -> Result<bool, FatalError> {
-        if let Some((name, line, _)) = self.stack.last() {
+        if let Some(open) = self.stack.last() {
             let msg = format!(
-                "the input ends inside <{}> opened at line {line} (is the file truncated?)",
-                String::from_utf8_lossy(name)
+                "the input ends inside <{}> opened {} (is the file truncated?)",
+                String::from_utf8_lossy(self.open_name(self.stack.len() - 1)),
+                open.at()
             );
             let end = self.f.avail();
             return Err(self.err_at(end, msg));
@@ -247,6 +273,15 @@ impl<R: Read> XmlSplitter<R> {
             return Err(self.err_at(end, "no root element: the file holds no XML document"));
         }
         Ok(false)
+    }
+
+    fn open_name(&self, k: usize) -> &[u8] {
+        let start = if k == 0 {
+            0
+        } else {
+            self.stack[k - 1].name_end
+        };
+        &self.names[start..self.stack[k].name_end]
     }
 
     /// Only whitespace may stand outside the root element.
@@ -300,7 +335,6 @@ impl<R: Read> XmlSplitter<R> {
     fn tag_end(&mut self, start: usize) -> Result<(usize, usize), FatalError> {
         let mut start = start;
         let mut j = start + 1;
-        let mut quote = 0u8;
         loop {
             while j >= self.f.avail() {
                 let before = start;
@@ -314,35 +348,78 @@ impl<R: Read> XmlSplitter<R> {
                     }
                 }
             }
-            let b = self.f.buf[j];
-            if quote != 0 {
-                if b == quote {
-                    quote = 0;
+            let avail = self.f.avail();
+            let Some(k) = memchr::memchr3(b'>', b'"', b'\'', &self.f.buf[j..avail]) else {
+                if let Some(k) = memchr::memchr(b'<', &self.f.buf[j..avail]) {
+                    return Err(self.err_at(j + k, "`<` inside a tag"));
                 }
-            } else if b == b'"' || b == b'\'' {
-                quote = b;
-            } else if b == b'>' {
-                return Ok((start, j));
-            } else if b == b'<' {
-                return Err(self.err_at(j, "`<` inside a tag"));
+                j = avail;
+                continue;
+            };
+            if let Some(lt) = memchr::memchr(b'<', &self.f.buf[j..j + k]) {
+                return Err(self.err_at(j + lt, "`<` inside a tag"));
             }
+            j += k;
+            let b = self.f.buf[j];
+            if b == b'>' {
+                return Ok((start, j));
+            }
+            // A quoted attribute value: `>` and `<` inside do not count.
             j += 1;
+            loop {
+                while j >= self.f.avail() {
+                    let before = start;
+                    match self.more(start)? {
+                        Some(k) => {
+                            j -= before - k;
+                            start = k;
+                        }
+                        None => {
+                            return Err(
+                                self.err_at(start, "unterminated tag (is the file truncated?)")
+                            )
+                        }
+                    }
+                }
+                match memchr::memchr(b, &self.f.buf[j..self.f.avail()]) {
+                    Some(k) => {
+                        j += k + 1;
+                        break;
+                    }
+                    None => j = self.f.avail(),
+                }
+            }
         }
     }
 
     fn start_tag(&mut self, start: usize, batch: &mut Batch) -> Result<Option<bool>, FatalError> {
         let (start, gt) = self.tag_end(start)?;
+        if self.capture.is_some() {
+            // Inside a record only the depth matters here: the parallel stage parses the record and
+            // checks that its end tags match.
+            self.i = gt + 1;
+            if self.f.buf[gt - 1] != b'/' {
+                self.inner += 1;
+                if self.stack.len() + self.inner > MAX_DEPTH {
+                    return Err(self.err_at(
+                        start,
+                        format!("elements nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+            }
+            return Ok(None);
+        }
         let tag = &self.f.buf[start + 1..gt];
         let name_len = tag
             .iter()
             .position(|b| b.is_ascii_whitespace() || *b == b'/')
             .unwrap_or(tag.len());
-        let name = tag[..name_len].to_vec();
+        let name = &tag[..name_len];
         let empty = tag.last() == Some(&b'/');
         let depth = self.stack.len() + 1;
-        let on_path = depth <= self.path.len() && self.stack.last().is_none_or(|e| e.2) && {
+        let on_path = depth <= self.path.len() && self.stack.last().is_none_or(|e| e.on_path) && {
             let step = &self.path[depth - 1];
-            let name_s = std::str::from_utf8(&name).unwrap_or("");
+            let name_s = std::str::from_utf8(name).unwrap_or("");
             name_matches(&step.name, name_s)
                 && step.pred.as_ref().is_none_or(|(a, v)| {
                     let attrs = std::str::from_utf8(&tag[name_len..]).unwrap_or("");
@@ -373,8 +450,20 @@ impl<R: Read> XmlSplitter<R> {
                 format!("elements nested deeper than {MAX_DEPTH} levels"),
             ));
         }
-        let line = self.f.line_of(start);
-        self.stack.push((name, line, on_path));
+        self.names
+            .extend_from_slice(&self.f.buf[start + 1..start + 1 + name_len]);
+        // Lines are counted for the few elements outside records; inside one, the byte says where.
+        let line = if self.capture.is_none() {
+            self.f.line_of(start)
+        } else {
+            0
+        };
+        self.stack.push(Open {
+            name_end: self.names.len(),
+            byte: self.f.offset(start),
+            line,
+            on_path,
+        });
         if matches {
             self.capture = Some((start, depth));
         }
@@ -383,18 +472,29 @@ impl<R: Read> XmlSplitter<R> {
 
     fn end_tag(&mut self, start: usize, batch: &mut Batch) -> Result<Option<bool>, FatalError> {
         let (start, gt) = self.tag_end(start)?;
+        if self.inner > 0 {
+            self.inner -= 1;
+            self.i = gt + 1;
+            return Ok(None);
+        }
         let name = self.f.buf[start + 2..gt].trim_ascii();
-        let Some((open, line, _)) = self.stack.pop() else {
+        let Some(top) = self.stack.len().checked_sub(1) else {
             return Err(self.err_at(start, "an end tag without a start tag"));
         };
+        let open = self.open_name(top);
         if open != name {
             let msg = format!(
-                "</{}> does not close <{}> opened at line {line}",
+                "</{}> does not close <{}> opened {}",
                 String::from_utf8_lossy(name),
-                String::from_utf8_lossy(&open)
+                String::from_utf8_lossy(open),
+                self.stack[top].at()
             );
             return Err(self.err_at(start, msg));
         }
+        let popped = self.stack.pop();
+        self.names
+            .truncate(self.stack.last().map_or(0, |o| o.name_end));
+        drop(popped);
         self.i = gt + 1;
         if self.stack.is_empty() {
             self.root_done = true;
@@ -433,51 +533,124 @@ struct Step {
     pred: Option<(String, String)>,
 }
 
-#[derive(Debug, Clone)]
-struct FieldPath {
-    steps: Vec<Step>,
-    attr: Option<String>,
-}
-
-/// Field paths relative to the record element.
+/// Field paths relative to the record element, as a tree of steps so that each element of a record is
+/// matched once against the steps that can follow its parent.
 #[derive(Debug, Clone)]
 pub struct XmlPaths {
-    paths: Vec<FieldPath>,
+    nodes: Vec<PathNode>,
     columns: Vec<String>,
     /// Every leaf of a record must be a column (for `convert`).
     pub all_leaves: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PathNode {
+    children: Vec<(Step, usize)>,
+    /// Children by the local name their step matches, with a cheap signature compared first (every
+    /// element of every record is looked up here); `other` holds `*` and `prefix:name` steps.
+    by_local: Vec<(u64, String, Vec<usize>)>,
+    other: Vec<usize>,
+    /// Columns that take this element's text.
+    text: Vec<usize>,
+    /// Columns that take one of this element's attributes.
+    attrs: Vec<(String, usize)>,
 }
 
 impl XmlPaths {
     /// Parses field paths: `Name`, `@id`, `Address/City`, `Address/@type`, `.` (the record's own text),
     /// `field[@name=x]/@value` (quotes around `x` optional).
     pub fn new(columns: &[String], all_leaves: bool) -> Result<XmlPaths, String> {
-        let mut paths = Vec::new();
-        for col in columns {
-            let mut steps = Vec::new();
-            let mut attr = None;
+        let mut nodes = vec![PathNode::default()];
+        for (c, col) in columns.iter().enumerate() {
             let parts: Vec<&str> = col
                 .split('/')
                 .filter(|s| !s.is_empty() && *s != ".")
                 .collect();
+            let mut at = 0;
             for (k, part) in parts.iter().enumerate() {
                 if let Some(a) = part.strip_prefix('@') {
                     if k + 1 != parts.len() || a.is_empty() {
                         return Err(format!("{col:?}: an attribute (@name) can only end a path"));
                     }
-                    attr = Some(a.to_string());
+                    nodes[at].attrs.push((a.to_string(), c));
+                    break;
+                }
+                let step = parse_step(part).map_err(|e| format!("{col:?}: {e}"))?;
+                at = match nodes[at]
+                    .children
+                    .iter()
+                    .find(|(s, _)| s.name == step.name && s.pred == step.pred)
+                {
+                    Some(&(_, n)) => n,
+                    None => {
+                        nodes.push(PathNode::default());
+                        let n = nodes.len() - 1;
+                        nodes[at].children.push((step, n));
+                        n
+                    }
+                };
+                if k + 1 == parts.len() {
+                    nodes[at].text.push(c);
+                }
+            }
+            if parts.is_empty() {
+                nodes[0].text.push(c);
+            }
+        }
+        for node in &mut nodes {
+            for (k, (step, _)) in node.children.iter().enumerate() {
+                if step.name == "*" || step.name.contains(':') {
+                    node.other.push(k);
                     continue;
                 }
-                steps.push(parse_step(part).map_err(|e| format!("{col:?}: {e}"))?);
+                let sig = signature(step.name.as_bytes());
+                match node.by_local.iter_mut().find(|g| g.1 == step.name) {
+                    Some(g) => g.2.push(k),
+                    None => node.by_local.push((sig, step.name.clone(), vec![k])),
+                }
             }
-            paths.push(FieldPath { steps, attr });
         }
         Ok(XmlPaths {
-            paths,
+            nodes,
             columns: columns.to_vec(),
             all_leaves,
         })
     }
+}
+
+/// Length and first and last bytes of a name, packed.
+fn signature(b: &[u8]) -> u64 {
+    let first = b.first().copied().unwrap_or(0) as u64;
+    let last = b.last().copied().unwrap_or(0) as u64;
+    ((b.len() as u64) << 16) | (first << 8) | last
+}
+
+/// Reusable buffers of [`extract`], kept in [`Extracted`] across the records of a chunk.
+#[derive(Debug, Default)]
+pub struct XmlWork {
+    vals: Vec<String>,
+    present: Vec<bool>,
+    count: Vec<u32>,
+    matched: Vec<usize>,
+    level_start: Vec<usize>,
+    collect: Vec<(usize, usize)>,
+    hits: Vec<usize>,
+}
+
+/// Writes attribute `name` of `e` into `out` (cleared first); false if absent.
+fn attr_into(e: &BytesStart, name: &str, at: u64, out: &mut String) -> Result<bool, RecordError> {
+    for a in e.attributes() {
+        let a = a.map_err(|err| xml_err(at, err))?;
+        if name_matches(name, a.key.as_ref()) {
+            let v = a
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|err| xml_err(at, err))?;
+            out.clear();
+            out.push_str(&v);
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn xml_err(offset: u64, e: impl std::fmt::Display) -> RecordError {
@@ -501,16 +674,6 @@ fn attr_value(e: &BytesStart, name: &str, at: u64) -> Result<Option<String>, Rec
         }
     }
     Ok(None)
-}
-
-fn step_matches(step: &Step, e: &BytesStart, at: u64) -> Result<bool, RecordError> {
-    if !name_matches(&step.name, e.name().as_ref()) {
-        return Ok(false);
-    }
-    match &step.pred {
-        None => Ok(true),
-        Some((a, v)) => Ok(attr_value(e, a, at)?.as_deref() == Some(v.as_str())),
-    }
 }
 
 /// `xsi:nil="true"`: the element is null rather than empty.
@@ -546,7 +709,7 @@ fn push_ref(name: &str, at: u64, out: &mut String) -> Result<(), RecordError> {
 
 /// Parses one record element and extracts the columns of `paths` into `out`.
 pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), RecordError> {
-    let n = paths.paths.len();
+    let n = paths.columns.len();
     out.buf.clear();
     out.spans.clear();
     out.spans.resize(n, None);
@@ -565,11 +728,17 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
             });
         }
     }
-    let mut vals: Vec<Option<String>> = vec![None; n];
-    let mut count = vec![0u32; n];
-    // Columns whose steps matched down to each open element; collectors of text (column, depth).
-    let mut active: Vec<Vec<usize>> = Vec::new();
-    let mut collect: Vec<(usize, usize)> = Vec::new();
+    let w = &mut out.xml;
+    w.vals.resize_with(n, String::new);
+    w.present.clear();
+    w.present.resize(n, false);
+    w.count.clear();
+    w.count.resize(n, 0);
+    // Path nodes matched by each open element (a flat list; `level_start[d]` is where depth d begins),
+    // and text collectors (column, depth).
+    w.matched.clear();
+    w.level_start.clear();
+    w.collect.clear();
     let mut r = quick_xml::Reader::from_str(raw);
     loop {
         let at = r.buffer_position();
@@ -577,77 +746,103 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(ev, Event::Empty(_));
-                let d = active.len();
-                let cand: Vec<usize> = if d == 0 {
-                    (0..n).collect()
+                let d = w.level_start.len();
+                w.hits.clear();
+                if d == 0 {
+                    w.hits.push(0);
                 } else {
-                    let mut c = Vec::new();
-                    for &col in &active[d - 1] {
-                        if step_matches(&paths.paths[col].steps[d - 1], e, at)? {
-                            c.push(col);
-                        }
-                    }
-                    c
-                };
-                let nil = is_nil(e);
-                for &col in &cand {
-                    let p = &paths.paths[col];
-                    if p.steps.len() != d {
-                        continue;
-                    }
-                    count[col] += 1;
-                    match &p.attr {
-                        Some(a) => vals[col] = attr_value(e, a, at)?,
-                        None if nil => vals[col] = None,
-                        None => {
-                            vals[col] = Some(String::new());
-                            if !is_empty {
-                                collect.push((col, d));
+                    let qname = e.name();
+                    let name = qname.as_ref();
+                    let local = name.rsplit_once(':').map_or(name, |(_, l)| l);
+                    let sig = signature(local.as_bytes());
+                    for k in w.level_start[d - 1]..w.matched.len() {
+                        let parent = &paths.nodes[w.matched[k]];
+                        let group = parent
+                            .by_local
+                            .iter()
+                            .find(|g| g.0 == sig && g.1 == local)
+                            .map(|g| g.2.as_slice())
+                            .unwrap_or(&[]);
+                        for &c in group.iter().chain(parent.other.iter()) {
+                            let (step, node) = &parent.children[c];
+                            if !name_matches(&step.name, name) {
+                                continue;
+                            }
+                            let ok = match &step.pred {
+                                None => true,
+                                Some((a, v)) => {
+                                    let mut got = String::new();
+                                    attr_into(e, a, at, &mut got)? && got == *v
+                                }
+                            };
+                            if ok {
+                                w.hits.push(*node);
                             }
                         }
                     }
                 }
-                if !is_empty {
-                    if active.len() >= MAX_DEPTH {
-                        return Err(xml_err(
-                            at,
-                            format!("elements nested deeper than {MAX_DEPTH} levels"),
-                        ));
+                for &node in &w.hits {
+                    let pn = &paths.nodes[node];
+                    if !pn.text.is_empty() {
+                        let nil = is_nil(e);
+                        for &col in &pn.text {
+                            w.count[col] += 1;
+                            w.vals[col].clear();
+                            w.present[col] = !nil;
+                            if !nil && !is_empty {
+                                w.collect.push((col, d));
+                            }
+                        }
                     }
-                    active.push(
-                        cand.into_iter()
-                            .filter(|&c| paths.paths[c].steps.len() > d)
-                            .collect(),
-                    );
-                } else if d == 0 {
-                    break;
+                    for (a, col) in &pn.attrs {
+                        w.count[*col] += 1;
+                        w.present[*col] = attr_into(e, a, at, &mut w.vals[*col])?;
+                    }
+                }
+                if is_empty {
+                    if d == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                if d >= MAX_DEPTH {
+                    return Err(xml_err(
+                        at,
+                        format!("elements nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                w.level_start.push(w.matched.len());
+                for k in 0..w.hits.len() {
+                    let node = w.hits[k];
+                    if !paths.nodes[node].children.is_empty() {
+                        w.matched.push(node);
+                    }
                 }
             }
             Event::End(_) => {
-                let d = active.len() - 1;
-                collect.retain(|&(_, cd)| cd != d);
-                active.pop();
-                if active.is_empty() {
+                let Some(start) = w.level_start.pop() else {
+                    return Err(xml_err(at, "an end tag without a start tag"));
+                };
+                w.matched.truncate(start);
+                let d = w.level_start.len();
+                w.collect.retain(|&(_, cd)| cd != d);
+                if w.level_start.is_empty() {
                     break;
                 }
             }
             Event::Text(t) => {
-                if !collect.is_empty() {
+                if !w.collect.is_empty() {
                     let text = t.xml10_content();
-                    for &(c, _) in &collect {
-                        if let Some(v) = &mut vals[c] {
-                            v.push_str(&text);
-                        }
+                    for &(c, _) in &w.collect {
+                        w.vals[c].push_str(&text);
                     }
                 }
             }
             Event::CData(t) => {
-                if !collect.is_empty() {
+                if !w.collect.is_empty() {
                     let text = t.xml10_content();
-                    for &(c, _) in &collect {
-                        if let Some(v) = &mut vals[c] {
-                            v.push_str(&text);
-                        }
+                    for &(c, _) in &w.collect {
+                        w.vals[c].push_str(&text);
                     }
                 }
             }
@@ -655,10 +850,8 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
                 let name: Cow<str> = g.xml10_content();
                 let mut s = String::new();
                 push_ref(&name, at, &mut s)?;
-                for &(c, _) in &collect {
-                    if let Some(v) = &mut vals[c] {
-                        v.push_str(&s);
-                    }
+                for &(c, _) in &w.collect {
+                    w.vals[c].push_str(&s);
                 }
             }
             Event::DocType(_) | Event::Decl(_) => {
@@ -668,22 +861,22 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
             Event::Eof => return Err(xml_err(at, "the record element is not closed")),
         }
     }
-    for (col, v) in vals.into_iter().enumerate() {
-        if count[col] > 1 {
+    for col in 0..n {
+        if w.count[col] > 1 {
             return Err(RecordError {
                 offset: 0,
                 message: format!(
                     "{:?} matched {} elements: read repeated elements as child records with their own record path",
-                    paths.columns[col], count[col]
+                    paths.columns[col], w.count[col]
                 ),
                 fatal: false,
                 ambiguous: true,
                 field: paths.columns[col].clone(),
             });
         }
-        if let Some(v) = v {
+        if w.present[col] {
             let s = out.buf.len();
-            out.buf.push_str(&v);
+            out.buf.push_str(&w.vals[col]);
             out.spans[col] = Some((s, out.buf.len()));
         }
     }
