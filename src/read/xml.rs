@@ -491,10 +491,9 @@ impl<R: Read> XmlSplitter<R> {
             );
             return Err(self.err_at(start, msg));
         }
-        let popped = self.stack.pop();
+        self.stack.pop();
         self.names
             .truncate(self.stack.last().map_or(0, |o| o.name_end));
-        drop(popped);
         self.i = gt + 1;
         if self.stack.is_empty() {
             self.root_done = true;
