@@ -140,6 +140,9 @@ fn same_bytes_at_any_thread_count() {
     let w = Workdir::new();
     // Enough records for many batches and chunks, with rejects and duplicates spread through them.
     let mut csv = String::from("Id,Name,Amount,When\n");
+    // The same records as JSON Lines and XML, so that their readers are held to the same rule.
+    let mut jsonl = String::new();
+    let mut xml = String::from("<rows>\n");
     for i in 0..30_000u32 {
         let id = if i % 997 == 0 { 5 } else { i };
         let amount = if i % 1013 == 0 {
@@ -147,12 +150,19 @@ fn same_bytes_at_any_thread_count() {
         } else {
             format!("{}.{:02}", i, i % 100)
         };
-        csv.push_str(&format!(
-            "{id},\"Name {i}, \"\"q\"\"\",{amount},2024-01-{:02}\n",
-            1 + i % 28
+        let when = format!("2024-01-{:02}", 1 + i % 28);
+        csv.push_str(&format!("{id},\"Name {i}, \"\"q\"\"\",{amount},{when}\n"));
+        jsonl.push_str(&format!(
+            "{{\"Id\":{id},\"Name\":\"Name {i}, \\\"q\\\"\",\"Amount\":\"{amount}\",\"When\":\"{when}\"}}\n"
+        ));
+        xml.push_str(&format!(
+            "<row Id=\"{id}\"><Name>Name {i}, &quot;q&quot;</Name><Amount>{amount}</Amount><When>{when}</When></row>\n"
         ));
     }
+    xml.push_str("</rows>\n");
     w.write("in.csv", csv);
+    w.write("in.jsonl", jsonl);
+    w.write("in.xml", xml);
     w.write(
         "m.toml",
         r#"
@@ -173,6 +183,36 @@ name = "j"
 source = "s"
 format = "jsonl"
 fields = [{ name = "name", column = "Name" }, { name = "amount", column = "Amount", type = "float" }]
+
+[sources.js]
+path = "in.jsonl"
+format = "jsonl"
+[[entities]]
+name = "from_jsonl"
+source = "js"
+primary_key = ["id"]
+fields = [
+  { name = "id", column = "Id", type = "integer" },
+  { name = "name", column = "Name" },
+  { name = "amount", column = "Amount", type = "decimal(10,2)" },
+  { name = "when", column = "When", type = "date" },
+]
+
+[sources.xs]
+path = "in.xml"
+format = "xml"
+record_path = "/rows/row"
+[[entities]]
+name = "from_xml"
+source = "xs"
+format = "xml"
+primary_key = ["id"]
+fields = [
+  { name = "id", column = "@Id", type = "integer" },
+  { name = "name", column = "Name" },
+  { name = "amount", column = "Amount", type = "decimal(10,2)" },
+  { name = "when", column = "When", type = "date" },
+]
 "#,
     );
     let mut sums = Vec::new();
@@ -201,6 +241,14 @@ fields = [{ name = "name", column = "Name" }, { name = "amount", column = "Amoun
     assert_eq!(sums[0], sums[2]);
     let m: serde_json::Value = serde_json::from_str(&w.read("out2/manifest.json")).unwrap();
     assert_eq!(m["entities"][0]["rejects_by_reason"]["duplicate"], 30);
+    // Three readers, one result: the JSON Lines entity's rows and rejects equal the CSV entity's.
+    assert_eq!(w.read("out2/t.csv"), w.read("out2/from_jsonl.csv"));
+    for e in [2, 3] {
+        assert_eq!(m["entities"][e]["rejects_by_reason"], m["entities"][0]["rejects_by_reason"]);
+        assert_eq!(m["entities"][e]["written"], m["entities"][0]["written"]);
+    }
+    let xml = w.read("out2/from_xml.xml");
+    assert!(xml.contains("<record><id>1</id><name>Name 1, \"q\"</name><amount>1.01</amount><when>2024-01-02</when></record>"));
 }
 
 #[test]
