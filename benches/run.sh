@@ -18,18 +18,7 @@ bytes=$(stat -c %s "$input")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Runs a command 3 times; keeps the fastest wall time and its peak RSS.
-measure() {
-  local name=$1; shift
-  local best="" mem=""
-  for _ in 1 2 3; do
-    rm -rf "$tmp/out"; mkdir -p "$tmp/out"
-    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
-    read -r t m < "$tmp/time"
-    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; mem=$m; fi
-  done
-  echo "$name $best $mem"
-}
+. benches/lib.sh
 
 {
   measure crm-etl ./target/release/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet --threads "$threads"
@@ -38,12 +27,6 @@ measure() {
   measure duckdb python3 benches/peers/duckdb_contacts.py "$input" "$tmp/out/duckdb.csv" "$threads"
 } > "$tmp/results"
 
-ours=$(awk '$1=="crm-etl"{print $2}' "$tmp/results")
 echo "input: $input, $n contacts, $((bytes / 1000000)) MB; $threads threads; $(date -u +%F)"
 echo
-echo "| tool | wall (s) | MB/s | peak memory (MB) | time vs crm-etl |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-while read -r name t m; do
-  awk -v n="$name" -v t="$t" -v m="$m" -v b="$bytes" -v o="$ours" \
-    'BEGIN{printf "| %s | %.2f | %.0f | %.0f | %.2fx |\n", n, t, b/1e6/t, m/1024, t/o}'
-done < "$tmp/results"
+table "$tmp/results" crm-etl "$bytes"

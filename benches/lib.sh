@@ -1,0 +1,27 @@
+# Shared by the bench scripts: timing with peak memory, and the Markdown table.
+
+# Runs a command N times (default 3, or $RUNS); keeps the fastest wall time and its peak RSS.
+measure() {
+  local name=$1; shift
+  local best="" mem=""
+  for _ in $(seq "${RUNS:-3}"); do
+    rm -rf "$tmp/out"; mkdir -p "$tmp/out"
+    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
+    read -r t m < "$tmp/time"
+    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; mem=$m; fi
+  done
+  echo "$name $best $mem"
+}
+
+# Prints results ("name seconds KB" lines in $1) as a table against the row named $2, for $3 input bytes.
+table() {
+  local results=$1 ours_name=$2 bytes=$3
+  local ours
+  ours=$(awk -v n="$ours_name" '$1==n{print $2}' "$results")
+  echo "| tool | wall (s) | MB/s | peak memory (MB) | time vs $ours_name |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  while read -r name t m; do
+    awk -v n="$name" -v t="$t" -v m="$m" -v b="$bytes" -v o="$ours" \
+      'BEGIN{printf "| %s | %.2f | %.0f | %.0f | %.2fx |\n", n, t, b/1e6/t, m/1024, t/o}'
+  done < "$results"
+}
