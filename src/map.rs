@@ -153,14 +153,15 @@ fn map_record<'b>(
         }
         Extract::Json(_) | Extract::Xml(_) => {
             let mut ext = std::mem::take(&mut sc.ext);
-            let fatal = match gather_structured(plan, batch.raw(m), &mut ext) {
+            let raw = structured_text(batch.raw(m));
+            let fatal = match gather_structured(plan, raw, &mut ext) {
                 Ok(()) => {
                     let get = |i: usize| {
                         ext.spans
                             .get(i)
                             .copied()
                             .flatten()
-                            .map(|(a, b)| &ext.buf[a..b])
+                            .map(|(a, b)| ext.text(raw, a, b))
                     };
                     map_fields(plan, get, sc);
                     false
@@ -188,16 +189,20 @@ fn map_record<'b>(
     }
 }
 
-fn gather_structured(
-    plan: &EntityPlan,
-    raw: &[u8],
-    ext: &mut Extracted,
-) -> Result<(), RecordError> {
+/// A JSON or XML record's bytes as text.
+fn structured_text(raw: &[u8]) -> &str {
     debug_assert!(std::str::from_utf8(raw).is_ok());
     // SAFETY: the JSON and XML splitters read only bytes that their `Feed` has checked as UTF-8, and cut
     // records at ASCII bytes (`{`, `}`, `[`, `]`, `<`, `>`, line ends, blanks), which never fall inside a
     // multi-byte sequence. The fuzz targets assert this for every record they see.
-    let text = unsafe { std::str::from_utf8_unchecked(raw) };
+    unsafe { std::str::from_utf8_unchecked(raw) }
+}
+
+fn gather_structured(
+    plan: &EntityPlan,
+    text: &str,
+    ext: &mut Extracted,
+) -> Result<(), RecordError> {
     match &plan.extract {
         Extract::Json(p) => json::extract(text, p, ext),
         Extract::Xml(p) => xml::extract(text, p, ext),

@@ -244,7 +244,10 @@ fields = [
     // Three readers, one result: the JSON Lines entity's rows and rejects equal the CSV entity's.
     assert_eq!(w.read("out2/t.csv"), w.read("out2/from_jsonl.csv"));
     for e in [2, 3] {
-        assert_eq!(m["entities"][e]["rejects_by_reason"], m["entities"][0]["rejects_by_reason"]);
+        assert_eq!(
+            m["entities"][e]["rejects_by_reason"],
+            m["entities"][0]["rejects_by_reason"]
+        );
         assert_eq!(m["entities"][e]["written"], m["entities"][0]["written"]);
     }
     let xml = w.read("out2/from_xml.xml");

@@ -618,21 +618,48 @@ impl JsonPaths {
     }
 
     fn child(&self, node: usize, key: &str) -> Option<usize> {
-        self.nodes[node]
-            .children
+        self.child_at(node, key, 0).map(|(_, n)| n)
+    }
+
+    /// The child for `key`, and its index; `hint` is tried first (records of one export list their keys
+    /// in the same order, so the child after the last one found is usually the next).
+    fn child_at(&self, node: usize, key: &str, hint: usize) -> Option<(usize, usize)> {
+        let children = &self.nodes[node].children;
+        if let Some((k, n)) = children.get(hint) {
+            if k == key {
+                return Some((hint, *n));
+            }
+        }
+        children
             .iter()
-            .find(|(k, _)| k.len() == key.len() && k == key)
-            .map(|&(_, n)| n)
+            .position(|(k, _)| k.len() == key.len() && k == key)
+            .map(|i| (i, children[i].1))
     }
 }
 
-/// Field values of one record: text in `buf`, `None` for null or missing.
+/// Marks a span whose text is in the raw record rather than in `buf` (a JSON string without escapes, a
+/// number, a container's text), so most values are never copied before the cast.
+pub const IN_RAW: usize = 1 << (usize::BITS - 1);
+
+/// Field values of one record: text in `buf` (or, for spans with [`IN_RAW`] set, in the record), `None`
+/// for null or missing.
 #[derive(Debug, Default)]
 pub struct Extracted {
     pub buf: String,
     pub spans: Vec<Option<(usize, usize)>>,
     /// Scratch of the XML extractor.
     pub xml: super::xml::XmlWork,
+}
+
+impl Extracted {
+    /// The text of a span, from `buf` or from the record `raw`.
+    pub fn text<'a>(&'a self, raw: &'a str, start: usize, end: usize) -> &'a str {
+        if start & IN_RAW != 0 {
+            &raw[start & !IN_RAW..end]
+        } else {
+            &self.buf[start..end]
+        }
+    }
 }
 
 /// A record that could not be read: `fatal` for a syntax error (the document is broken), otherwise the
@@ -740,12 +767,15 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn set(out: &mut Extracted, col: usize, text: &str) -> bool {
-        let dup = out.spans[col].is_some();
+    /// Sets a column to `s[start..end]` of the record.
+    fn set_raw(out: &mut Extracted, col: usize, start: usize, end: usize) {
+        out.spans[col] = Some((start | IN_RAW, end));
+    }
+
+    fn set(out: &mut Extracted, col: usize, text: &str) {
         let s = out.buf.len();
         out.buf.push_str(text);
         out.spans[col] = Some((s, out.buf.len()));
-        !dup
     }
 
     /// Parses a value; `node` is the path-tree node it sits at, if any field reads at or below it.
@@ -762,20 +792,26 @@ impl<'a> Parser<'a> {
             Some(b'{') => {
                 self.object(paths, node, out)?;
                 if let Some(c) = col {
-                    Self::set(out, c, &self.s[start..self.i]);
+                    Self::set_raw(out, c, start, self.i);
                 }
             }
             Some(b'[') => {
                 self.array(paths, node, out)?;
                 if let Some(c) = col {
-                    Self::set(out, c, &self.s[start..self.i]);
+                    Self::set_raw(out, c, start, self.i);
                 }
             }
             Some(b'"') => match col {
                 Some(c) => {
-                    let s = out.buf.len();
-                    self.i = parse_string(self.s, self.i, &mut out.buf)?;
-                    out.spans[c] = Some((s, out.buf.len()));
+                    let k = next_special(self.b, start + 1);
+                    if self.b.get(k) == Some(&b'"') {
+                        Self::set_raw(out, c, start + 1, k);
+                        self.i = k + 1;
+                    } else {
+                        let s = out.buf.len();
+                        self.i = parse_string(self.s, self.i, &mut out.buf)?;
+                        out.spans[c] = Some((s, out.buf.len()));
+                    }
                 }
                 None => {
                     self.i = skip_string(self.s, self.i)?;
@@ -790,7 +826,7 @@ impl<'a> Parser<'a> {
             Some(b'-' | b'0'..=b'9') => {
                 self.number()?;
                 if let Some(c) = col {
-                    Self::set(out, c, &self.s[start..self.i]);
+                    Self::set_raw(out, c, start, self.i);
                 }
             }
             Some(b) => {
@@ -818,6 +854,7 @@ impl<'a> Parser<'a> {
         let reads = node.filter(|&n| !paths.nodes[n].children.is_empty());
         // Children matched so far, to refuse a duplicate key that a field reads.
         let mut matched: u64 = 0;
+        let mut hint = 0;
         let mut key_buf = String::new();
         self.ws();
         if self.peek() == Some(b'}') {
@@ -838,9 +875,10 @@ impl<'a> Parser<'a> {
                 return Err(syntax(self.i, "expected `:` after a key"));
             }
             self.i += 1;
+            let found = reads.and_then(|n| paths.child_at(n, key, hint));
             let child = match reads {
-                Some(n) => {
-                    let c = paths.child(n, key);
+                Some(_) => {
+                    let c = found.map(|(_, c)| c);
                     if c.is_none() && paths.all_leaves {
                         return Err(RecordError {
                             offset: key_at,
@@ -867,12 +905,8 @@ impl<'a> Parser<'a> {
                 }
                 None => None,
             };
-            if let (Some(c), Some(n)) = (child, reads) {
-                let k = paths.nodes[n]
-                    .children
-                    .iter()
-                    .position(|&(_, x)| x == c)
-                    .unwrap_or(0);
+            if let Some((k, _)) = found {
+                hint = k + 1;
                 if k < 64 {
                     if matched & (1 << k) != 0 {
                         return Err(RecordError {
@@ -1245,7 +1279,7 @@ mod tests {
         Ok(out
             .spans
             .iter()
-            .map(|s| s.map(|(a, b)| out.buf[a..b].to_string()))
+            .map(|s| s.map(|(a, b)| out.text(raw, a, b).to_string()))
             .collect())
     }
 

@@ -1023,7 +1023,7 @@ mod tests {
         Ok(out
             .spans
             .iter()
-            .map(|s| s.map(|(a, b)| out.buf[a..b].to_string()))
+            .map(|s| s.map(|(a, b)| out.text(raw, a, b).to_string()))
             .collect())
     }
 
