@@ -143,6 +143,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
             cast: Cast::Text,
             max_length: None,
             pattern: None,
+            reference: None,
         })
         .collect();
     let plan = EntityPlan {
@@ -158,6 +159,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         strict: true,
         extract,
         xml,
+        index_by: Vec::new(),
+        pk_field: None,
     };
     let sink = if opts.output == "-" {
         Sink::Stdout(std::io::BufWriter::with_capacity(

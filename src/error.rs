@@ -167,6 +167,8 @@ pub enum RejectCode {
     Duplicate,
     /// JSON or XML: a key repeated in an object, or a path that matches several elements.
     Ambiguous,
+    /// A reference that matches no record of the parent entity, with `orphans = "reject"`.
+    Orphan,
 }
 
 impl RejectCode {
@@ -182,6 +184,7 @@ impl RejectCode {
             RejectCode::Unmapped => "unmapped",
             RejectCode::Duplicate => "duplicate",
             RejectCode::Ambiguous => "ambiguous",
+            RejectCode::Orphan => "orphan",
         }
     }
 }

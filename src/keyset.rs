@@ -26,6 +26,11 @@ impl KeySet {
         self.len == 0
     }
 
+    /// Bytes held by the table.
+    pub fn bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<[u64; 3]>()
+    }
+
     /// Makes room for `n` keys in all, at a load of at most 7/8.
     pub fn reserve(&mut self, n: usize) {
         let want = n + n / 7 + 16;

@@ -15,6 +15,7 @@ pub mod map;
 pub mod pipeline;
 pub mod plan;
 pub mod read;
+pub mod relate;
 pub mod run;
 pub mod spec;
 pub mod types;

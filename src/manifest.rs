@@ -53,6 +53,10 @@ pub struct EntityEntry {
     pub rejected: u64,
     pub rejects_by_reason: BTreeMap<String, u64>,
     pub rejects_file: Option<String>,
+    /// Per reference field: values with no parent, written as null or kept (rejected ones are in
+    /// `rejects_by_reason` under `orphan`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub orphans: BTreeMap<String, u64>,
 }
 
 /// The manifest of a run.

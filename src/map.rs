@@ -5,10 +5,12 @@ use std::borrow::Cow;
 
 use crate::cast;
 use crate::error::{FieldError, RejectCode};
-use crate::plan::{Cast, EntityPlan, Extract, FieldPlan, Input, Part, Step};
+use crate::plan::{Cast, EntityPlan, Extract, FieldPlan, Input, Part, RefPlan, Step};
 use crate::read::csv::{Batch, RecordMeta};
 use crate::read::json::{self, Extracted, RecordError};
 use crate::read::xml;
+use crate::relate::{salesforce_15, text_key};
+use crate::spec::Orphans;
 use crate::spec::{Ragged, Unmapped};
 use crate::write::encode::{encode_row, Cell};
 
@@ -27,10 +29,13 @@ pub struct Reject {
 /// What happened to one record of a chunk.
 #[derive(Debug, Clone)]
 pub enum RowOutcome {
-    /// Encoded bytes end at this offset of `MappedChunk::out`; keys start at `key_start`.
+    /// Encoded bytes end at this offset of `MappedChunk::out`; keys start at `key_start` (one per unique
+    /// set, then two per indexed field: the exact value and its Salesforce 15-character form, 0 for none);
+    /// the primary key's text is `pk_texts[pk.0..pk.1]` when the entity is referenced.
     Written {
         end: usize,
         key_start: usize,
+        pk: (usize, usize),
     },
     Rejected(usize),
 }
@@ -43,6 +48,9 @@ pub struct MappedChunk {
     /// One hash per unique set per written record (0 when a key part is null: nulls never collide).
     pub keys: Vec<u128>,
     pub rejects: Vec<Reject>,
+    pub pk_texts: String,
+    /// Per field: written records whose reference matched no parent (orphans written as null or kept).
+    pub orphans: Vec<u64>,
 }
 
 /// Reusable per-chunk buffers.
@@ -55,6 +63,8 @@ struct Scratch {
     ext: Extracted,
     /// Offset in the raw record of a syntax error.
     at: Option<usize>,
+    /// Fields of this record whose reference was an orphan (written as null or kept).
+    orphan_fields: Vec<usize>,
 }
 
 /// Maps records `recs` of `batch`.
@@ -75,9 +85,38 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
             for u in &plan.unique {
                 chunk.keys.push(key_hash(&u.fields, &sc.cells, &sc.text));
             }
+            let mut pk = (0, 0);
+            if !plan.index_by.is_empty() {
+                for ib in &plan.index_by {
+                    let (exact, short) = match sc.cells[ib.field].text(&sc.text) {
+                        Some(t) => (
+                            text_key(t),
+                            ib.salesforce_ids
+                                .then(|| salesforce_15(t).filter(|s| s.len() != t.len()))
+                                .flatten()
+                                .map_or(0, text_key),
+                        ),
+                        None => (0, 0),
+                    };
+                    chunk.keys.push(exact);
+                    chunk.keys.push(short);
+                }
+                let text = plan
+                    .pk_field
+                    .and_then(|i| sc.cells[i].text(&sc.text))
+                    .unwrap_or("");
+                pk.0 = chunk.pk_texts.len();
+                chunk.pk_texts.push_str(text);
+                pk.1 = chunk.pk_texts.len();
+            }
+            for &i in &sc.orphan_fields {
+                chunk.orphans.resize(plan.fields.len(), 0);
+                chunk.orphans[i] += 1;
+            }
             chunk.rows.push(RowOutcome::Written {
                 end: chunk.out.len(),
                 key_start,
+                pk,
             });
         } else {
             chunk.rows.push(RowOutcome::Rejected(chunk.rejects.len()));
@@ -286,7 +325,8 @@ fn gather_csv<'b>(
 
 /// Maps column values (None: null or missing) through the plan's fields.
 fn map_fields<'v>(plan: &'v EntityPlan, get: impl Fn(usize) -> Option<&'v str>, sc: &mut Scratch) {
-    for f in &plan.fields {
+    sc.orphan_fields.clear();
+    for (fi, f) in plan.fields.iter().enumerate() {
         let start = sc.text.len();
         match field_value(plan, f, &get) {
             Ok(Some(v)) => {
@@ -297,10 +337,15 @@ fn map_fields<'v>(plan: &'v EntityPlan, get: impl Fn(usize) -> Option<&'v str>, 
                         Some(_) => xml_safe(&sc.text[start..]),
                         None => Ok(()),
                     });
+                let res = match (res, &f.reference) {
+                    (Ok(()), Some(r)) => resolve(r, fi, start, sc),
+                    (res, _) => res.map(|()| true),
+                };
                 match res {
-                    Ok(()) => sc
+                    Ok(true) => sc
                         .cells
                         .push(Cell::of(f.ty, start, sc.text.len(), &sc.text)),
+                    Ok(false) => sc.cells.push(Cell::Null),
                     Err((code, message)) => {
                         sc.text.truncate(start);
                         sc.errors.push(FieldError {
@@ -329,6 +374,52 @@ fn map_fields<'v>(plan: &'v EntityPlan, get: impl Fn(usize) -> Option<&'v str>, 
                 sc.cells.push(Cell::Null);
             }
         }
+    }
+}
+
+/// Replaces the reference value at `sc.text[start..]` with the parent's primary key. Ok(false) when the
+/// value is an orphan to be written as null.
+fn resolve(
+    r: &RefPlan,
+    field: usize,
+    start: usize,
+    sc: &mut Scratch,
+) -> Result<bool, (RejectCode, String)> {
+    // Without an index (`check` compiles plans before any parent has run) there is nothing to match.
+    let Some(index) = &r.index else {
+        return Ok(true);
+    };
+    let value = &sc.text[start..];
+    let found = index.get(text_key(value)).or_else(|| {
+        r.salesforce_ids
+            .then(|| salesforce_15(value))
+            .flatten()
+            .and_then(|short| index.get(text_key(short)))
+    });
+    match found {
+        Some(target) => {
+            if target != value {
+                let target = target.to_string();
+                sc.text.truncate(start);
+                sc.text.push_str(&target);
+            }
+            Ok(true)
+        }
+        None => match r.orphans {
+            Orphans::Reject => Err((
+                RejectCode::Orphan,
+                format!("no {} record has the key {value:?}", r.entity),
+            )),
+            Orphans::Null => {
+                sc.orphan_fields.push(field);
+                sc.text.truncate(start);
+                Ok(false)
+            }
+            Orphans::Keep => {
+                sc.orphan_fields.push(field);
+                Ok(true)
+            }
+        },
     }
 }
 

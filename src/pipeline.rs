@@ -13,6 +13,7 @@ use crate::map::{key_text, map_chunk, MappedChunk, Reject, RowOutcome};
 use crate::plan::EntityPlan;
 use crate::read::csv::Batch;
 use crate::read::RecordReader;
+use crate::relate::KeyIndex;
 use crate::write::{RejectsWriter, RowWriter};
 
 /// Records per chunk handed to one rayon task: a sixteenth of the batch, so that every batch splits into
@@ -33,6 +34,10 @@ fn split_key(k: u128) -> [u64; 2] {
 #[derive(Default)]
 pub struct EntityState {
     seen: Vec<KeySet>,
+    /// Indexes for the entities that reference this one, one per `plan.index_by`.
+    pub indexes: Vec<KeyIndex>,
+    /// Per field name: orphan references written as null or kept.
+    pub orphans: BTreeMap<String, u64>,
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
@@ -60,7 +65,12 @@ pub fn pump(
     if state.seen.len() < plan.unique.len() {
         state.seen.resize_with(plan.unique.len(), KeySet::default);
     }
-    let mut sized = plan.unique.is_empty();
+    if state.indexes.len() < plan.index_by.len() {
+        state
+            .indexes
+            .resize_with(plan.index_by.len(), KeyIndex::default);
+    }
+    let mut sized = plan.unique.is_empty() && plan.index_by.is_empty();
     let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, FatalError>>(2);
     let (free_tx, free_rx) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
@@ -109,6 +119,9 @@ pub fn pump(
                         let per_record = (batch.raw.len() / batch.len()).max(1) as u64;
                         let expect = (total / per_record).min(1 << 30) as usize;
                         for m in &mut state.seen {
+                            m.reserve(expect);
+                        }
+                        for m in &mut state.indexes {
                             m.reserve(expect);
                         }
                     }
@@ -172,8 +185,20 @@ fn write_chunk(
 ) -> Result<(), FatalError> {
     let n = chunk.rows.len() as u64;
     state.read += n;
+    for (i, &o) in chunk.orphans.iter().enumerate() {
+        if o > 0 {
+            *state
+                .orphans
+                .entry(plan.fields[i].name.clone())
+                .or_default() += o;
+        }
+    }
     // Fast path: nothing to check row by row.
-    if chunk.rejects.is_empty() && plan.unique.is_empty() && !writer.per_row() {
+    if chunk.rejects.is_empty()
+        && plan.unique.is_empty()
+        && plan.index_by.is_empty()
+        && !writer.per_row()
+    {
         state.written += n;
         return writer.write_rows(&chunk.out, n);
     }
@@ -184,7 +209,7 @@ fn write_chunk(
     let mut run_rows = 0u64;
     for (k, row) in chunk.rows.iter().enumerate() {
         match row {
-            RowOutcome::Written { end, key_start } => {
+            RowOutcome::Written { end, key_start, pk } => {
                 let row_start = prev;
                 prev = *end;
                 let m = &batch.records[base + k];
@@ -225,6 +250,17 @@ fn write_chunk(
                 for (u, key) in keys.iter().enumerate() {
                     if *key != 0 {
                         state.seen[u].insert(split_key(*key), m.number);
+                    }
+                }
+                if !plan.index_by.is_empty() {
+                    let base = *key_start + plan.unique.len();
+                    let target = &chunk.pk_texts[pk.0..pk.1];
+                    for (k, ix) in state.indexes.iter_mut().enumerate() {
+                        for key in &chunk.keys[base + 2 * k..base + 2 * k + 2] {
+                            if *key != 0 {
+                                ix.insert(*key, target);
+                            }
+                        }
                     }
                 }
                 if writer.per_row() {

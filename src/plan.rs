@@ -11,7 +11,12 @@ use crate::datetime::{Kind, TemporalCast};
 use crate::error::{hint, SpecErrors};
 use crate::read::json::JsonPaths;
 use crate::read::xml::XmlPaths;
-use crate::spec::{Entity, Field, InputFormat, OutputFormat, Ragged, Source, Transform, Unmapped};
+use std::sync::Arc;
+
+use crate::relate::KeyIndex;
+use crate::spec::{
+    Entity, Field, InputFormat, Orphans, OutputFormat, Ragged, Source, Transform, Unmapped,
+};
 use crate::types::FieldType;
 
 /// Where a field's value comes from.
@@ -157,6 +162,30 @@ pub struct FieldPlan {
     pub cast: Cast,
     pub max_length: Option<usize>,
     pub pattern: Option<Regex>,
+    pub reference: Option<RefPlan>,
+}
+
+/// A compiled reference: the parent's index is attached once the parent has run.
+#[derive(Clone)]
+pub struct RefPlan {
+    pub entity: String,
+    pub orphans: Orphans,
+    pub salesforce_ids: bool,
+    pub index: Option<Arc<KeyIndex>>,
+}
+
+impl std::fmt::Debug for RefPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RefPlan({}, {:?})", self.entity, self.orphans)
+    }
+}
+
+/// A field of this entity that other entities reference: its values are indexed to the primary key.
+#[derive(Debug, Clone)]
+pub struct IndexBy {
+    pub field: usize,
+    /// Also index 18-character Salesforce ids under their 15-character form.
+    pub salesforce_ids: bool,
 }
 
 /// Fields whose values, together, must not repeat.
@@ -185,6 +214,9 @@ pub struct EntityPlan {
     pub extract: Extract,
     /// Set for XML output.
     pub xml: Option<XmlOut>,
+    /// Fields indexed for the entities that reference this one, and the primary key field they map to.
+    pub index_by: Vec<IndexBy>,
+    pub pk_field: Option<usize>,
 }
 
 /// Whether an entity or output name is safe as a file name everywhere (and in `checksums.b3`).
@@ -303,6 +335,15 @@ pub fn compile_entity(
         strict: false,
         extract,
         xml,
+        index_by: Vec::new(),
+        pk_field: (entity.primary_key.len() == 1)
+            .then(|| {
+                entity
+                    .fields
+                    .iter()
+                    .position(|f| f.name == entity.primary_key[0])
+            })
+            .flatten(),
     })
 }
 
@@ -582,6 +623,12 @@ fn compile_field(
         cast,
         max_length: f.max_length,
         pattern,
+        reference: f.references.as_ref().map(|r| RefPlan {
+            entity: r.entity.clone(),
+            orphans: r.orphans,
+            salesforce_ids: r.salesforce_ids,
+            index: None,
+        }),
     };
     // A default that fails its own field's cast or constraints would reject records for no visible reason.
     if let Some(d) = &f.default {

@@ -11,7 +11,12 @@ use crate::pipeline::{pump, EntityState, RejectSink};
 use crate::plan::compile_entity;
 use crate::plan::{columns_used, xml_out};
 use crate::read::{expand, open_input, InputKind};
-use crate::spec::{Mapping, OutputFormat};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::plan::IndexBy;
+use crate::relate::{self, KeyIndex};
+use crate::spec::{Mapping, OutputFormat, Reference};
 use crate::write::{encode, AtomicFile, RejectsWriter, RowWriter, Sink};
 
 /// What a run was asked to do.
@@ -69,6 +74,16 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
                 format!("entity {:?} is already defined at entities[{prev}] (names are compared without case, since they become file names)", e.name),
             );
         }
+        for (j, f) in e.fields.iter().enumerate() {
+            if let Some(r) = &f.references {
+                check_reference(
+                    m,
+                    r,
+                    &format!("entities[{i}].fields[{j}].references"),
+                    errors,
+                );
+            }
+        }
         if !m.sources.contains_key(&e.source) {
             errors.push(
                 format!("entities[{i}].source"),
@@ -80,6 +95,70 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
             );
         }
     }
+}
+
+/// A reference must name an entity with a single-field primary key, and match by that key or a unique
+/// field of it.
+fn check_reference(m: &Mapping, r: &Reference, at: &str, errors: &mut SpecErrors) {
+    let Some(parent) = m.entities.iter().find(|p| p.name == r.entity) else {
+        errors.push(
+            format!("{at}.entity"),
+            format!(
+                "unknown entity {:?}{}",
+                r.entity,
+                crate::error::hint(&r.entity, m.entities.iter().map(|e| e.name.as_str()))
+            ),
+        );
+        return;
+    };
+    if parent.primary_key.len() != 1 {
+        errors.push(
+            format!("{at}.entity"),
+            format!(
+                "entity {:?} needs a primary key of one field to be referenced (it has {})",
+                r.entity,
+                parent.primary_key.len()
+            ),
+        );
+    }
+    if let Some(by) = &r.by {
+        match parent.fields.iter().find(|f| &f.name == by) {
+            None => errors.push(
+                format!("{at}.by"),
+                format!(
+                    "entity {:?} has no field {by:?}{}",
+                    r.entity,
+                    crate::error::hint(by, parent.fields.iter().map(|f| f.name.as_str()))
+                ),
+            ),
+            Some(f) if !f.unique && parent.primary_key != [by.clone()] => errors.push(
+                format!("{at}.by"),
+                format!("{}.{by} must be the primary key or have `unique = true`, so that a value matches one record", r.entity),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The fields of `entity` that references index, with their Salesforce-id flag (the primary key when a
+/// reference names no `by`).
+fn index_specs(m: &Mapping, entity: &crate::spec::Entity) -> Vec<(String, bool)> {
+    let mut specs: Vec<(String, bool)> = Vec::new();
+    for e in &m.entities {
+        for f in &e.fields {
+            let Some(r) = f.references.as_ref().filter(|r| r.entity == entity.name) else {
+                continue;
+            };
+            let by =
+                r.by.clone()
+                    .or_else(|| entity.primary_key.first().cloned())
+                    .unwrap_or_default();
+            if !specs.contains(&(by.clone(), r.salesforce_ids)) {
+                specs.push((by, r.salesforce_ids));
+            }
+        }
+    }
+    specs
 }
 
 /// Shows a path relative to the mapping's folder when it lies inside it.
@@ -137,6 +216,13 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     let m = &loaded.mapping;
     let mut errors = SpecErrors::default();
     validate_static(m, &mut errors);
+    let order = match relate::order(m) {
+        Ok(o) => o,
+        Err(e) => {
+            errors.push("entities", e);
+            Vec::new()
+        }
+    };
     if !errors.is_empty() {
         return Err(FatalError::Spec(errors));
     }
@@ -159,8 +245,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     let mut inputs: Vec<InputEntry> = Vec::new();
     let mut outputs: Vec<OutputEntry> = Vec::new();
     let mut entities: Vec<EntityEntry> = Vec::new();
-    for (i, entity) in m.entities.iter().enumerate() {
+    // Indexes left by parents for their children: (entity, field, salesforce_ids) -> index.
+    let mut indexes: HashMap<(String, String, bool), Arc<KeyIndex>> = HashMap::new();
+    for &i in &order {
+        let entity = &m.entities[i];
         let source = &m.sources[&entity.source];
+        let specs = index_specs(m, entity);
         let kind = InputKind::of(source)
             .map_err(|_| FatalError::Internal("source validated earlier".into()))?;
         let files = expand(&base, &source.path).map_err(FatalError::Usage)?;
@@ -203,6 +293,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
                 return Err(FatalError::Spec(errs));
             };
             plan.format = format;
+            attach_relations(m, &mut plan, entity, &specs, &indexes)?;
             if format == OutputFormat::Xml && plan.xml.is_none() {
                 let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
                 plan.xml = Some(xml_out(
@@ -273,6 +364,11 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
                 entity.name, state.read, state.written, state.rejected
             )));
         }
+        for (k, ix) in std::mem::take(&mut state.indexes).into_iter().enumerate() {
+            if let Some((by, sf)) = specs.get(k) {
+                indexes.insert((entity.name.clone(), by.clone(), *sf), Arc::new(ix));
+            }
+        }
         entities.push(EntityEntry {
             name: entity.name.clone(),
             source: entity.source.clone(),
@@ -283,6 +379,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             rejected: state.rejected,
             rejects_by_reason: state.by_reason,
             rejects_file,
+            orphans: state.orphans,
         });
     }
     let checksums = manifest::write_checksums(&opts.out, &outputs)?;
@@ -322,6 +419,97 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     })
 }
 
+/// Tells a plan which of its fields to index for its children, and gives its reference fields the
+/// indexes their parents left.
+fn attach_relations(
+    m: &Mapping,
+    plan: &mut crate::plan::EntityPlan,
+    entity: &crate::spec::Entity,
+    specs: &[(String, bool)],
+    indexes: &HashMap<(String, String, bool), Arc<KeyIndex>>,
+) -> Result<(), FatalError> {
+    plan.index_by = specs
+        .iter()
+        .map(|(by, sf)| {
+            let field = entity
+                .fields
+                .iter()
+                .position(|f| &f.name == by)
+                .ok_or_else(|| {
+                    FatalError::Internal(format!("indexed field {by:?} validated earlier"))
+                })?;
+            Ok(IndexBy {
+                field,
+                salesforce_ids: *sf,
+            })
+        })
+        .collect::<Result<_, FatalError>>()?;
+    for (fp, f) in plan.fields.iter_mut().zip(&entity.fields) {
+        let (Some(rp), Some(r)) = (fp.reference.as_mut(), f.references.as_ref()) else {
+            continue;
+        };
+        let by = r.by.clone().or_else(|| {
+            m.entities
+                .iter()
+                .find(|p| p.name == r.entity)
+                .and_then(|p| p.primary_key.first().cloned())
+        });
+        let key = (r.entity.clone(), by.unwrap_or_default(), r.salesforce_ids);
+        match indexes.get(&key) {
+            Some(ix) => rp.index = Some(Arc::clone(ix)),
+            None => {
+                return Err(FatalError::Internal(format!(
+                    "no index of {:?} for field {:?}",
+                    r.entity, f.name
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plan as `check` prints it: entities in the order they run, each with its references.
+fn plan_lines(m: &Mapping, order: &[usize]) -> Vec<String> {
+    let mut lines = vec!["plan (entities run in this order, parents before children):".to_string()];
+    for (n, &i) in order.iter().enumerate() {
+        let e = &m.entities[i];
+        lines.push(format!(
+            "  {}. {} (from source {:?})",
+            n + 1,
+            e.name,
+            e.source
+        ));
+        for f in &e.fields {
+            let Some(r) = &f.references else { continue };
+            let by =
+                r.by.clone()
+                    .or_else(|| {
+                        m.entities
+                            .iter()
+                            .find(|p| p.name == r.entity)
+                            .and_then(|p| p.primary_key.first().cloned())
+                    })
+                    .unwrap_or_default();
+            lines.push(format!(
+                "     {} -> {}.{by}{}, orphans: {}",
+                f.name,
+                r.entity,
+                if r.salesforce_ids {
+                    " (15/18-character Salesforce ids)"
+                } else {
+                    ""
+                },
+                match r.orphans {
+                    crate::spec::Orphans::Reject => "reject",
+                    crate::spec::Orphans::Null => "null",
+                    crate::spec::Orphans::Keep => "keep",
+                }
+            ));
+        }
+    }
+    lines
+}
+
 /// `crm-etl check`: every problem of a mapping, including columns missing from the sources' headers.
 pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
     let loaded = load::load(mapping)?;
@@ -335,6 +523,10 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
         base
     };
     let mut notes = Vec::new();
+    match relate::order(m) {
+        Ok(order) => notes.extend(plan_lines(m, &order)),
+        Err(e) => errors.push("entities", e),
+    }
     for (i, entity) in m.entities.iter().enumerate() {
         let Some(source) = m.sources.get(&entity.source) else {
             continue;

@@ -301,6 +301,43 @@ pub struct Field {
     /// Reject records whose value was already seen in this field (nulls are never duplicates).
     #[serde(default)]
     pub unique: bool,
+    /// This field refers to a record of another entity: its value is matched against that entity's
+    /// primary key (or `by` field) and replaced by the parent's primary key. The parent is processed
+    /// first.
+    #[serde(default)]
+    pub references: Option<Reference>,
+}
+
+/// A reference from a field to another entity.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Reference {
+    /// Name of the referenced (parent) entity. It needs a single-field primary key.
+    pub entity: String,
+    /// Field of the parent matched against this field's value: its primary key (the default) or a field
+    /// with `unique = true` (an external id, an email). The value written is the parent's primary key.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// Values that match no parent: reject the record (reason `orphan`), write null, or keep the value.
+    #[serde(default)]
+    pub orphans: Orphans,
+    /// Salesforce ids: an 18-character id also matches its 15-character form (the first 15 characters,
+    /// when the last 3 are the right case checksum), in either direction.
+    #[serde(default)]
+    pub salesforce_ids: bool,
+}
+
+/// Policy for reference values with no parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Orphans {
+    /// Reject the record (reason `orphan`).
+    #[default]
+    Reject,
+    /// Write null, and count the orphan in the manifest.
+    Null,
+    /// Write the value as it is, and count the orphan in the manifest.
+    Keep,
 }
 
 fn text() -> String {

@@ -653,3 +653,87 @@ fn real_samples_never_panic_and_boms_agree() {
     );
     assert!(stdout(&o).lines().count() > 50);
 }
+
+#[test]
+fn references_run_parents_first_and_cycles_are_reported() {
+    let rel = root().join("fixtures/cases/relations/mapping.toml");
+    let w = Workdir::new();
+    // The plan lists parents before children, whatever the mapping's order.
+    let out = stdout(&w.expect(&["check", rel.to_str().unwrap()], 0));
+    let pos = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s:?} not in {out}"));
+    assert!(pos("1. account") < pos("2. contact") && pos("2. contact") < pos("3. opportunity"));
+    assert!(
+        out.contains("contact_id -> contact.email, orphans: null"),
+        "{out}"
+    );
+    // The manifest lists entities in the order they ran, and counts orphans that were not rejected.
+    w.expect(
+        &[
+            "run",
+            rel.to_str().unwrap(),
+            "--out",
+            "out",
+            "--max-rejects",
+            "10",
+            "-q",
+        ],
+        0,
+    );
+    let m: serde_json::Value = serde_json::from_str(&w.read("out/manifest.json")).unwrap();
+    let names: Vec<&str> = m["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["account", "contact", "opportunity"]);
+    assert_eq!(m["entities"][2]["orphans"]["contact_id"], 1);
+
+    // A self-reference and a mutual reference are cycles, named in full; bad targets are named too.
+    w.write("a.csv", "Id,ParentId,ContactId\n1,,\n");
+    let mapping = |parent_ref: &str| {
+        format!(
+            r#"
+[sources.a]
+path = "a.csv"
+[[entities]]
+name = "account"
+source = "a"
+primary_key = ["id"]
+fields = [
+  {{ name = "id", column = "Id" }},
+  {{ name = "parent", column = "ParentId", references = {{ entity = "{parent_ref}" }} }},
+]
+[[entities]]
+name = "contact"
+source = "a"
+primary_key = ["id"]
+fields = [
+  {{ name = "id", column = "Id" }},
+  {{ name = "account", column = "ParentId", references = {{ entity = "account" }} }},
+  {{ name = "name", column = "ContactId", references = {{ entity = "account", by = "parent" }} }},
+]
+"#
+        )
+    };
+    w.write("self.toml", mapping("account"));
+    let e = stderr(&w.expect(&["check", "self.toml"], 2));
+    assert!(
+        e.contains("the references form a cycle: account -> account"),
+        "{e}"
+    );
+    assert!(e.contains("entities[1].fields[2].references.by: account.parent must be the primary key or have `unique = true`"), "{e}");
+    w.write("mutual.toml", mapping("contact"));
+    let e = stderr(&w.expect(&["run", "mutual.toml", "--out", "o2"], 2));
+    assert!(
+        e.contains("cycle: account -> contact -> account")
+            || e.contains("cycle: contact -> account -> contact"),
+        "{e}"
+    );
+    w.write("typo.toml", mapping("acount"));
+    let e = stderr(&w.expect(&["check", "typo.toml"], 2));
+    assert!(
+        e.contains("unknown entity \"acount\"; did you mean \"account\"?"),
+        "{e}"
+    );
+}
