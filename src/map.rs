@@ -397,7 +397,8 @@ fn resolve(
             .and_then(|short| index.get(text_key(short)))
     });
     match found {
-        Some(target) => {
+        Some(None) => Ok(true),
+        Some(Some(target)) => {
             if target != value {
                 let target = target.to_string();
                 sc.text.truncate(start);

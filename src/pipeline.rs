@@ -257,8 +257,10 @@ fn write_chunk(
                     let target = &chunk.pk_texts[pk.0..pk.1];
                     for (k, ix) in state.indexes.iter_mut().enumerate() {
                         for key in &chunk.keys[base + 2 * k..base + 2 * k + 2] {
-                            if *key != 0 {
-                                ix.insert(*key, target);
+                            match *key {
+                                0 => {}
+                                key if plan.index_by[k].store_target => ix.insert(key, target),
+                                key => ix.insert_present(key),
                             }
                         }
                     }

@@ -186,6 +186,9 @@ pub struct IndexBy {
     pub field: usize,
     /// Also index 18-character Salesforce ids under their 15-character form.
     pub salesforce_ids: bool,
+    /// Store the primary key text: not needed when the field is the primary key and ids are matched
+    /// exactly, since a match then writes the value itself.
+    pub store_target: bool,
 }
 
 /// Fields whose values, together, must not repeat.

@@ -68,6 +68,14 @@ impl KeyIndex {
         self.set.reserve(n);
     }
 
+    /// Records `key` as present, its target being the looked-up value itself (a reference by the
+    /// parent's primary key, where storing the text again would double the memory).
+    pub fn insert_present(&mut self, key: u128) {
+        if self.set.get(split(key)).is_none() {
+            self.set.insert(split(key), u64::MAX);
+        }
+    }
+
     /// Maps `key` to `target`. The first mapping of a key stays.
     pub fn insert(&mut self, key: u128, target: &str) {
         if self.set.get(split(key)).is_some() {
@@ -80,11 +88,15 @@ impl KeyIndex {
         self.set.insert(split(key), ((start + 1) << 20) | len);
     }
 
-    pub fn get(&self, key: u128) -> Option<&str> {
+    /// The target of `key`: `Some(None)` when it is the looked-up value itself.
+    pub fn get(&self, key: u128) -> Option<Option<&str>> {
         let v = self.set.get(split(key))?;
+        if v == u64::MAX {
+            return Some(None);
+        }
         let start = ((v >> 20) - 1) as usize;
         let len = (v & ((1 << 20) - 1)) as usize;
-        std::str::from_utf8(&self.texts[start..start + len]).ok()
+        Some(std::str::from_utf8(&self.texts[start..start + len]).ok())
     }
 
     /// Bytes held, for the benchmark's bytes-per-key figure.
@@ -185,9 +197,11 @@ mod tests {
         for i in 0..5000u32 {
             ix.insert(text_key(&format!("k{i}")), &format!("target-{i}"));
         }
-        assert_eq!(ix.get(text_key("k42")), Some("target-42"));
-        assert_eq!(ix.get(text_key("k4999")), Some("target-4999"));
+        assert_eq!(ix.get(text_key("k42")), Some(Some("target-42")));
+        assert_eq!(ix.get(text_key("k4999")), Some(Some("target-4999")));
         assert_eq!(ix.get(text_key("nope")), None);
         assert_eq!(ix.len(), 5000);
+        ix.insert_present(text_key("same"));
+        assert_eq!(ix.get(text_key("same")), Some(None));
     }
 }

@@ -441,6 +441,7 @@ fn attach_relations(
             Ok(IndexBy {
                 field,
                 salesforce_ids: *sf,
+                store_target: *sf || entity.primary_key.first() != Some(by),
             })
         })
         .collect::<Result<_, FatalError>>()?;

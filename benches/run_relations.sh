@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Benchmark reference resolution: accounts then 1M contacts whose AccountId is resolved against them
+# (benches/contacts-ref.toml), beside the same run with AccountId copied as it is
+# (benches/contacts-with-accounts.toml); then the key index's memory for 10M parent keys.
+#
+#   bash benches/run_relations.sh [CONTACTS]    # default 1000000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+threads=$(nproc)
+cargo build --release --quiet --bin crm-etl --example gen_crm --example keyindex
+if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
+  ./target/release/examples/gen_crm bench-data "$n" 42
+  echo "$n" > bench-data/.n
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+. benches/lib.sh
+{
+  measure without-reference ./target/release/crm-etl run benches/contacts-with-accounts.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure with-reference ./target/release/crm-etl run benches/contacts-ref.toml --out "$tmp/out" --quiet --threads "$threads"
+} > "$tmp/results"
+bytes=$(( $(stat -c %s bench-data/Contact.csv) + $(stat -c %s bench-data/Account.csv) ))
+echo "accounts + $n contacts, $((bytes / 1000000)) MB; $threads threads; $(date -u +%F)"
+echo
+table "$tmp/results" without-reference "$bytes"
+echo
+./target/release/examples/keyindex 10000000
