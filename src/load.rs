@@ -24,12 +24,72 @@ pub fn load(path: &Path) -> Result<LoadedMapping, FatalError> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    let mapping = parse(&text).map_err(FatalError::Spec)?;
+    let mut mapping = parse(&text).map_err(FatalError::Spec)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut errors = SpecErrors::default();
+    for (i, e) in mapping.entities.iter_mut().enumerate() {
+        for (j, f) in e.fields.iter_mut().enumerate() {
+            if let Some(l) = f.lookup.clone() {
+                let at = format!("entities[{i}].fields[{j}].lookup");
+                match read_lookup(&base.join(&l.path), &l) {
+                    Ok(table) => {
+                        let map = f.map.get_or_insert_with(Default::default);
+                        for (k, v) in table {
+                            map.entry(k).or_insert(v);
+                        }
+                    }
+                    Err(msg) => errors.push(at, msg),
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(FatalError::Spec(errors));
+    }
     Ok(LoadedMapping {
         mapping,
         text,
         blake3,
     })
+}
+
+/// Reads a lookup file into key -> value pairs. A key listed twice with different values is an error:
+/// which value is meant would be unclear.
+fn read_lookup(
+    path: &Path,
+    l: &crate::spec::Lookup,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let shown = path.display();
+    let mut r = csv::Reader::from_path(path).map_err(|e| format!("{shown}: {e}"))?;
+    let header = r.headers().map_err(|e| format!("{shown}: {e}"))?.clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+            .ok_or_else(|| {
+                format!(
+                    "{shown}: no column {name:?}{}",
+                    crate::error::hint(name, header.iter())
+                )
+            })
+    };
+    let (k, v) = (col(&l.key)?, col(&l.value)?);
+    let mut table = std::collections::BTreeMap::new();
+    for (n, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{shown}: {e}"))?;
+        let (Some(key), Some(value)) = (rec.get(k), rec.get(v)) else {
+            return Err(format!("{shown}: row {} has too few fields", n + 1));
+        };
+        if let Some(prev) = table.insert(key.to_string(), value.to_string()) {
+            if prev != value {
+                return Err(format!(
+                    "{shown}: row {}: key {key:?} is listed twice, with {prev:?} and {value:?}",
+                    n + 1
+                ));
+            }
+        }
+    }
+    Ok(table)
 }
 
 /// Parses mapping text. Syntax and type errors stop at the first; unknown keys are collected.

@@ -283,6 +283,10 @@ pub struct Field {
     /// Value map for picklists: source value -> target value, applied after transforms.
     #[serde(default)]
     pub map: Option<BTreeMap<String, String>>,
+    /// A value map read from a CSV reference file (owner email -> user id, country name -> ISO code),
+    /// merged under `map` (entries of `map` win); `unmapped` applies as for `map`.
+    #[serde(default)]
+    pub lookup: Option<Lookup>,
     /// What to do with a value absent from `map`.
     #[serde(default)]
     pub unmapped: Unmapped,
@@ -306,6 +310,18 @@ pub struct Field {
     /// first.
     #[serde(default)]
     pub references: Option<Reference>,
+}
+
+/// A lookup table in a CSV file (UTF-8, comma-separated, with a header row).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Lookup {
+    /// The file, relative to the mapping file.
+    pub path: String,
+    /// Column holding the values to translate.
+    pub key: String,
+    /// Column holding what they become.
+    pub value: String,
 }
 
 /// A reference from a field to another entity.

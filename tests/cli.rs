@@ -688,6 +688,26 @@ fn references_run_parents_first_and_cycles_are_reported() {
         .collect();
     assert_eq!(names, ["account", "contact", "opportunity"]);
     assert_eq!(m["entities"][2]["orphans"]["contact_id"], 1);
+    // A lookup file with a misspelt column, or a key listed twice with two values, is a mapping error.
+    w.write("owners.csv", "Email,UserId\na@x,1\na@x,2\n");
+    w.write("acc.csv", "Id,Email\n1,a@x\n");
+    let lk = |key: &str| {
+        format!(
+            "[sources.a]\npath = \"acc.csv\"\n[[entities]]\nname = \"a\"\nsource = \"a\"\nfields = [{{ name = \"o\", column = \"Email\", lookup = {{ path = \"owners.csv\", key = \"{key}\", value = \"UserId\" }} }}]\n"
+        )
+    };
+    w.write("lk.toml", lk("Emial"));
+    let e = stderr(&w.expect(&["check", "lk.toml"], 2));
+    assert!(
+        e.contains("lookup: ") && e.contains("no column \"Emial\"; did you mean \"Email\"?"),
+        "{e}"
+    );
+    w.write("lk.toml", lk("Email"));
+    let e = stderr(&w.expect(&["run", "lk.toml", "--out", "lk"], 2));
+    assert!(
+        e.contains("key \"a@x\" is listed twice, with \"1\" and \"2\""),
+        "{e}"
+    );
 
     // A self-reference and a mutual reference are cycles, named in full; bad targets are named too.
     w.write("a.csv", "Id,ParentId,ContactId\n1,,\n");
