@@ -4,6 +4,7 @@
 
 use std::io::Read;
 
+use super::csv::{Batch, RecordMeta};
 use crate::error::{FatalError, Position};
 
 const INITIAL_BUF: usize = 256 * 1024;
@@ -161,6 +162,24 @@ impl<R: Read> Feed<R> {
             pos: self.position(i, 0),
             encoding: "UTF-8".into(),
         }
+    }
+
+    /// Copies `buf[start..end]` into `batch` as record `number`, with its line and byte. JSON and XML
+    /// records carry no field spans: the mapping stage parses them.
+    pub fn emit(&mut self, batch: &mut Batch, start: usize, end: usize, number: u64) {
+        let raw_start = batch.raw.len();
+        batch.raw.extend_from_slice(&self.buf[start..end]);
+        let line = self.line_of(start);
+        batch.records.push(RecordMeta {
+            first: batch.spans.len(),
+            n_fields: 0,
+            raw_start,
+            raw_end: batch.raw.len(),
+            number,
+            line,
+            byte: self.offset(start),
+            malformed: None,
+        });
     }
 
     /// Bytes at `buf[i..]` that are checked; `end` may be further on, inside a sequence not yet complete.

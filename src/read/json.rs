@@ -8,7 +8,7 @@
 
 use std::io::Read;
 
-use super::csv::{Batch, RecordMeta};
+use super::csv::Batch;
 use super::feed::Feed;
 use crate::error::FatalError;
 
@@ -154,18 +154,7 @@ impl<R: Read> JsonSplitter<R> {
 
     fn emit(&mut self, batch: &mut Batch, start: usize, end: usize) {
         self.records += 1;
-        let raw_start = batch.raw.len();
-        batch.raw.extend_from_slice(&self.f.buf[start..end]);
-        batch.records.push(RecordMeta {
-            first: batch.spans.len(),
-            n_fields: 0,
-            raw_start,
-            raw_end: batch.raw.len(),
-            number: self.records,
-            line: self.f.line_of(start),
-            byte: self.f.offset(start),
-            malformed: None,
-        });
+        self.f.emit(batch, start, end, self.records);
     }
 
     fn path(&self) -> &[String] {
@@ -923,22 +912,46 @@ impl<'a> Parser<'a> {
                 }
             }
             self.value(paths, child, out)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                None => {
+            if self.after_element(b'}')? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// After an element of an object (`close` is `}`) or array (`]`): true when the container closed,
+    /// false after a `,` (not followed by the closing bracket: trailing commas are not JSON).
+    fn after_element(&mut self, close: u8) -> Result<bool, RecordError> {
+        let what = if close == b'}' {
+            "an object"
+        } else {
+            "an array"
+        };
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(close) {
                     return Err(syntax(
                         self.i,
-                        "unexpected end of the record inside an object",
-                    ))
+                        format!("trailing comma before `{}` (not JSON)", close as char),
+                    ));
                 }
-                Some(_) => return Err(syntax(self.i, "expected `,` or `}` in an object")),
+                Ok(false)
             }
+            Some(b) if b == close => {
+                self.i += 1;
+                self.depth -= 1;
+                Ok(true)
+            }
+            None => Err(syntax(
+                self.i,
+                format!("unexpected end of the record inside {what}"),
+            )),
+            Some(_) => Err(syntax(
+                self.i,
+                format!("expected `,` or `{}` in {what}", close as char),
+            )),
         }
     }
 
@@ -963,27 +976,8 @@ impl<'a> Parser<'a> {
             let child = reads.and_then(|n| paths.child(n, &k.to_string()));
             self.value(paths, child, out)?;
             k += 1;
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        return Err(syntax(self.i, "trailing comma before `]` (not JSON)"));
-                    }
-                }
-                Some(b']') => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                None => {
-                    return Err(syntax(
-                        self.i,
-                        "unexpected end of the record inside an array",
-                    ))
-                }
-                Some(_) => return Err(syntax(self.i, "expected `,` or `]` in an array")),
+            if self.after_element(b']')? {
+                return Ok(());
             }
         }
     }

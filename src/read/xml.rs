@@ -13,7 +13,7 @@ use std::io::Read;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::XmlVersion;
 
-use super::csv::{Batch, RecordMeta};
+use super::csv::Batch;
 use super::feed::Feed;
 use super::json::{Extracted, RecordError};
 use crate::error::FatalError;
@@ -510,18 +510,7 @@ impl<R: Read> XmlSplitter<R> {
 
     fn emit(&mut self, batch: &mut Batch, start: usize, end: usize) {
         self.records += 1;
-        let raw_start = batch.raw.len();
-        batch.raw.extend_from_slice(&self.f.buf[start..end]);
-        batch.records.push(RecordMeta {
-            first: batch.spans.len(),
-            n_fields: 0,
-            raw_start,
-            raw_end: batch.raw.len(),
-            number: self.records,
-            line: self.f.line_of(start),
-            byte: self.f.offset(start),
-            malformed: None,
-        });
+        self.f.emit(batch, start, end, self.records);
     }
 }
 
