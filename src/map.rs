@@ -399,10 +399,10 @@ fn resolve(
     match found {
         Some(None) => Ok(true),
         Some(Some(target)) => {
+            // `target` lives in the parent's index, not in `sc.text`: no copy needed.
             if target != value {
-                let target = target.to_string();
                 sc.text.truncate(start);
-                sc.text.push_str(&target);
+                sc.text.push_str(target);
             }
             Ok(true)
         }

@@ -439,3 +439,39 @@ fn real_vendor_samples_convert_one_row_per_record() {
         }
     }
 }
+
+/// `convert` takes its JSON/XML columns from the first 4096 records; a later record with another path is
+/// an error that names it and its position, never a silently dropped value.
+#[test]
+fn convert_refuses_a_path_unseen_in_the_first_records() {
+    let w = Workdir::new();
+    let mut jsonl = String::new();
+    for i in 0..4100 {
+        if i == 4099 {
+            jsonl.push_str("{\"a\": 1, \"late\": {\"b\": 2}}\n");
+        } else {
+            jsonl.push_str(&format!("{{\"a\": {i}}}\n"));
+        }
+    }
+    w.write("in.jsonl", &jsonl);
+    let e = stderr(&w.expect(&["convert", "in.jsonl", "--to", "csv", "-o", "out.csv"], 2));
+    assert!(
+        e.contains("\"late\" was not in the records that set the columns")
+            && e.contains("record 4100 (line 4100"),
+        "{e}"
+    );
+    assert!(!w.path("out.csv").exists());
+    // Naming the columns reads them.
+    let o = w.expect(
+        &[
+            "convert",
+            "in.jsonl",
+            "--to",
+            "csv",
+            "--columns",
+            "a,late.b",
+        ],
+        0,
+    );
+    assert!(stdout(&o).ends_with("1,2\n"), "{}", stdout(&o));
+}

@@ -205,18 +205,8 @@ impl<R: Read> CsvReader<R> {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    if let Some(de) = e.get_ref().and_then(|x| x.downcast_ref::<DecodeError>()) {
-                        return Err(FatalError::Encoding {
-                            pos: Position {
-                                file: self.file.clone(),
-                                record: 0,
-                                line: self.line,
-                                byte: de.offset,
-                            },
-                            encoding: de.encoding.to_string(),
-                        });
-                    }
-                    return Err(FatalError::io(&self.file, e));
+                    return Err(DecodeError::fatal_from(&e, &self.file, self.line)
+                        .unwrap_or_else(|| FatalError::io(&self.file, e)));
                 }
             }
         }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use crate::error::{FatalError, Position};
 use crate::spec::Encoding;
 
 /// What the input turned out to be.
@@ -116,6 +117,22 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+impl DecodeError {
+    /// The fatal error for an I/O error that carries a decoding error, if it does.
+    pub fn fatal_from(e: &std::io::Error, file: &str, line: u64) -> Option<FatalError> {
+        let de = e.get_ref()?.downcast_ref::<DecodeError>()?;
+        Some(FatalError::Encoding {
+            pos: Position {
+                file: file.to_string(),
+                record: 0,
+                line,
+                byte: de.offset,
+            },
+            encoding: de.encoding.to_string(),
+        })
+    }
+}
 
 /// Streams UTF-8 decoded from another encoding. Invalid input is an error, never a silent U+FFFD.
 pub struct DecodeReader<R> {

@@ -122,21 +122,10 @@ impl<R: Read> Feed<R> {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let decode = e
-                        .get_ref()
-                        .and_then(|x| x.downcast_ref::<super::encoding::DecodeError>());
-                    if let Some(de) = decode {
-                        return Err(FatalError::Encoding {
-                            pos: Position {
-                                file: self.file.clone(),
-                                record: 0,
-                                line: self.line,
-                                byte: de.offset,
-                            },
-                            encoding: de.encoding.to_string(),
-                        });
-                    }
-                    return Err(FatalError::io(&self.file, e));
+                    return Err(super::encoding::DecodeError::fatal_from(
+                        &e, &self.file, self.line,
+                    )
+                    .unwrap_or_else(|| FatalError::io(&self.file, e)));
                 }
             }
         }

@@ -640,6 +640,21 @@ pub struct Extracted {
     pub xml: super::xml::XmlWork,
 }
 
+impl RecordError {
+    /// For `convert`: a leaf path absent from the columns found in the first records.
+    pub fn unknown_leaf(offset: usize, path: &str) -> RecordError {
+        RecordError {
+            offset,
+            message: format!(
+                "{path:?} was not in the records that set the columns; list the columns with --columns"
+            ),
+            fatal: false,
+            ambiguous: false,
+            field: path.to_string(),
+        }
+    }
+}
+
 impl Extracted {
     /// The text of a span, from `buf` or from the record `raw`.
     pub fn text<'a>(&'a self, raw: &'a str, start: usize, end: usize) -> &'a str {
@@ -865,35 +880,10 @@ impl<'a> Parser<'a> {
             }
             self.i += 1;
             let found = reads.and_then(|n| paths.child_at(n, key, hint));
-            let child = match reads {
-                Some(_) => {
-                    let c = found.map(|(_, c)| c);
-                    if c.is_none() && paths.all_leaves {
-                        return Err(RecordError {
-                            offset: key_at,
-                            message: format!(
-                                "key {key:?} was not in the records that set the columns; list the columns with --columns"
-                            ),
-                            fatal: false,
-                            ambiguous: false,
-                            field: key.to_string(),
-                        });
-                    }
-                    c
-                }
-                None if paths.all_leaves && node.is_some() => {
-                    return Err(RecordError {
-                        offset: key_at,
-                        message: format!(
-                            "key {key:?} was not in the records that set the columns; list the columns with --columns"
-                        ),
-                        fatal: false,
-                        ambiguous: false,
-                        field: key.to_string(),
-                    })
-                }
-                None => None,
-            };
+            let child = found.map(|(_, c)| c);
+            if child.is_none() && paths.all_leaves && node.is_some() {
+                return Err(RecordError::unknown_leaf(key_at, key));
+            }
             if let Some((k, _)) = found {
                 hint = k + 1;
                 if k < 64 {

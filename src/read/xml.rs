@@ -623,6 +623,8 @@ pub struct XmlWork {
     level_start: Vec<usize>,
     collect: Vec<(usize, usize)>,
     hits: Vec<usize>,
+    /// An attribute value read for a `[@attr=value]` step.
+    pred: String,
 }
 
 /// Writes attribute `name` of `e` into `out` (cleared first); false if absent.
@@ -705,15 +707,7 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
         let mut leaves = Vec::new();
         leaf_paths(raw, &mut leaves)?;
         if let Some(l) = leaves.iter().find(|l| !paths.columns.contains(l)) {
-            return Err(RecordError {
-                offset: 0,
-                message: format!(
-                    "{l:?} was not in the records that set the columns; list the columns with --columns"
-                ),
-                fatal: false,
-                ambiguous: false,
-                field: l.clone(),
-            });
+            return Err(RecordError::unknown_leaf(0, l));
         }
     }
     let w = &mut out.xml;
@@ -758,10 +752,7 @@ pub fn extract(raw: &str, paths: &XmlPaths, out: &mut Extracted) -> Result<(), R
                             }
                             let ok = match &step.pred {
                                 None => true,
-                                Some((a, v)) => {
-                                    let mut got = String::new();
-                                    attr_into(e, a, at, &mut got)? && got == *v
-                                }
+                                Some((a, v)) => attr_into(e, a, at, &mut w.pred)? && w.pred == *v,
                             };
                             if ok {
                                 w.hits.push(*node);
