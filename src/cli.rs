@@ -22,12 +22,17 @@ pub enum Command {
     /// Example:
     ///   crm-etl run fixtures/demo/mapping.toml --out out/
     ///   crm-etl verify out/
+    ///   crm-etl run fixtures/demo/mapping.toml --dry-run
     Run {
         /// The mapping file (TOML).
         mapping: PathBuf,
         /// Output folder: created if missing; an earlier run's files in it are replaced.
-        #[arg(long, short)]
-        out: PathBuf,
+        #[arg(long, short, required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
+        /// Run everything but the writing (no folder, no files) and print, per entity, what would be
+        /// written and rejected, orphans, unmapped values and a few sample rejects.
+        #[arg(long)]
+        dry_run: bool,
         /// Worker threads for mapping. Default: RAYON_NUM_THREADS, else all cores. Output is the same for any value.
         #[arg(long)]
         threads: Option<usize>,

@@ -161,6 +161,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         xml,
         index_by: Vec::new(),
         pk_field: None,
+        seq_base: 0,
+        nested: None,
+        deferred: Vec::new(),
     };
     let sink = if opts.output == "-" {
         Sink::Stdout(std::io::BufWriter::with_capacity(

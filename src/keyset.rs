@@ -89,6 +89,34 @@ impl KeySet {
             i = if i + 1 == n { 0 } else { i + 1 };
         }
     }
+
+    /// Stores `record` (below 2^63) with `key`, replacing what was there, and marks the key with
+    /// [`KeySet::REPEATED`] when it was already present: the duplicate pre-pass keeps each key's last
+    /// record and whether it had more than one.
+    pub fn upsert(&mut self, key: [u64; 2], record: u64) {
+        if (self.len + 1) * 8 > self.slots.len() * 7 {
+            let grown = self.slots.len() + self.slots.len() / 2;
+            self.rehash(grown);
+        }
+        let n = self.slots.len();
+        let mut i = self.slot(key);
+        loop {
+            let e = &mut self.slots[i];
+            if e[2] == 0 {
+                *e = [key[0], key[1], record.max(1)];
+                self.len += 1;
+                return;
+            }
+            if e[0] == key[0] && e[1] == key[1] {
+                e[2] = record.max(1) | Self::REPEATED;
+                return;
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+    }
+
+    /// Flag bit of [`KeySet::upsert`]: the key was stored more than once.
+    pub const REPEATED: u64 = 1 << 63;
 }
 
 #[cfg(test)]
@@ -118,5 +146,19 @@ mod tests {
             assert_eq!(s.get(*k), Some(*v));
         }
         assert_eq!(s.get([1, 2]), None);
+    }
+
+    #[test]
+    fn upsert_keeps_the_last_record_and_flags_repeats() {
+        let mut s = KeySet::default();
+        for n in 1..5000u64 {
+            s.upsert([n % 700, n % 700], n);
+        }
+        assert_eq!(s.len(), 700);
+        // 699 was stored at 699 and 1399, ..., last at 4899.
+        assert_eq!(s.get([699, 699]), Some(4899 | KeySet::REPEATED));
+        let mut one = KeySet::default();
+        one.upsert([1, 1], 7);
+        assert_eq!(one.get([1, 1]), Some(7));
     }
 }

@@ -7,6 +7,7 @@ pub mod cast;
 pub mod cli;
 pub mod convert;
 pub mod datetime;
+pub mod defer;
 pub mod error;
 pub mod keyset;
 pub mod load;

@@ -43,6 +43,7 @@ pub fn load(path: &Path) -> Result<LoadedMapping, FatalError> {
             }
         }
     }
+    reference_types(&mut mapping, &mut errors);
     if !errors.is_empty() {
         return Err(FatalError::Spec(errors));
     }
@@ -51,6 +52,38 @@ pub fn load(path: &Path) -> Result<LoadedMapping, FatalError> {
         text,
         blake3,
     })
+}
+
+/// A reference's value is matched against the parent's `by` field, so it is cast as that field is: a
+/// reference left as `text` takes the `by` field's type; another type must be the same one.
+fn reference_types(mapping: &mut crate::spec::Mapping, errors: &mut SpecErrors) {
+    let parents = mapping.entities.clone();
+    for (i, e) in mapping.entities.iter_mut().enumerate() {
+        for (j, f) in e.fields.iter_mut().enumerate() {
+            let Some(r) = &f.references else { continue };
+            let Some(p) = parents.iter().find(|p| p.name == r.entity) else {
+                continue;
+            };
+            let Some(by) = r.by.as_ref().or(p.primary_key.first()) else {
+                continue;
+            };
+            let Some(bf) = p.fields.iter().find(|x| &x.name == by) else {
+                continue;
+            };
+            let ty = |t: &str| crate::types::FieldType::parse(t).ok();
+            if f.type_name == "text" {
+                f.type_name = bf.type_name.clone();
+            } else if ty(&f.type_name) != ty(&bf.type_name) {
+                errors.push(
+                    format!("entities[{i}].fields[{j}].type"),
+                    format!(
+                        "a reference is matched as {}.{by} ({}): give that type or leave `type` out",
+                        r.entity, bf.type_name
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// Reads a lookup file into key -> value pairs. A key listed twice with different values is an error:

@@ -30,15 +30,21 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             format,
             max_rejects,
             quiet,
+            dry_run,
         } => {
             let opts = run::RunOptions {
                 mapping,
-                out,
+                out: out.unwrap_or_default(),
                 threads: threads(t),
                 format: format.map(Into::into),
                 max_rejects,
+                dry_run,
             };
             let res = run::run(&opts)?;
+            if dry_run {
+                print!("{}", dry_run_report(&res));
+                return Ok(u8::from(res.over_limit));
+            }
             if !quiet || res.over_limit {
                 eprint!("{}", run_summary(&res.manifest));
             }
@@ -133,6 +139,55 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             Ok(0)
         }
     }
+}
+
+/// What `run --dry-run` prints: per entity, its counts and a few rejects.
+fn dry_run_report(res: &run::RunResult) -> String {
+    let mut s = String::from("dry run: nothing was written\n");
+    for (e, (_, samples)) in res.manifest.entities.iter().zip(&res.samples) {
+        s.push_str(&format!(
+            "\n{}: read {}, would write {}, rejected {}\n",
+            e.name, e.read, e.written, e.rejected
+        ));
+        let list = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !e.rejects_by_reason.is_empty() {
+            s.push_str(&format!(
+                "  rejects by reason: {}\n",
+                list(&e.rejects_by_reason)
+            ));
+        }
+        if !e.orphans.is_empty() {
+            s.push_str(&format!("  orphans (null or kept): {}\n", list(&e.orphans)));
+        }
+        if !e.unmapped.is_empty() {
+            s.push_str(&format!(
+                "  unmapped values (kept, null or default): {}\n",
+                list(&e.unmapped)
+            ));
+        }
+        if let Some(u) = &e.updates {
+            s.push_str(&format!(
+                "  deferred references: {} update rows ({})\n",
+                u.rows,
+                u.columns.join(", ")
+            ));
+        }
+        for (file, r) in samples {
+            let first = r.errors.first();
+            s.push_str(&format!(
+                "  reject {file}:{} (record {}): {}\n",
+                r.line,
+                r.number,
+                first.map(ToString::to_string).unwrap_or_default()
+            ));
+        }
+    }
+    s
 }
 
 /// The per-entity table printed after a run.

@@ -57,6 +57,22 @@ pub struct EntityEntry {
     /// `rejects_by_reason` under `orphan`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub orphans: BTreeMap<String, u64>,
+    /// Per field: values absent from its value map that were kept, made null or defaulted (rejected
+    /// ones are in `rejects_by_reason` under `unmapped`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmapped: BTreeMap<String, u64>,
+    /// Deferred references: the updates file that sets them after the inserts, and its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<UpdatesEntry>,
+}
+
+/// An entity's updates file: rows that set deferred references once every row is loaded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpdatesEntry {
+    pub file: String,
+    pub rows: u64,
+    /// The primary key column, then the deferred fields.
+    pub columns: Vec<String>,
 }
 
 /// The manifest of a run.

@@ -5,13 +5,16 @@ use std::borrow::Cow;
 
 use crate::cast;
 use crate::error::{FieldError, RejectCode};
-use crate::plan::{Cast, EntityPlan, Extract, FieldPlan, Input, Part, RefPlan, Step};
+use crate::plan::{
+    Cast, Children, EntityPlan, Extract, FieldPlan, Input, NestedPlan, Part, RefPlan, Step,
+};
 use crate::read::csv::{Batch, RecordMeta};
 use crate::read::json::{self, Extracted, RecordError};
 use crate::read::xml;
 use crate::relate::{salesforce_15, text_key};
 use crate::spec::Orphans;
 use crate::spec::{Ragged, Unmapped};
+use crate::types::FieldType;
 use crate::write::encode::{encode_row, Cell};
 
 /// A record that failed, with everything the rejects file needs.
@@ -51,6 +54,33 @@ pub struct MappedChunk {
     pub pk_texts: String,
     /// Per field: written records whose reference matched no parent (orphans written as null or kept).
     pub orphans: Vec<u64>,
+    /// Per field: written records whose value was not in the value map (kept, made null or defaulted).
+    pub unmapped: Vec<u64>,
+    /// Nested entities: per row, the record (index in the chunk) it came from and its ordinal.
+    pub origin: Vec<(u32, u32)>,
+    /// Values of deferred references of written rows, in row order; text in `deferred_texts`.
+    pub deferred: Vec<Deferred>,
+    pub deferred_texts: String,
+}
+
+/// A deferred reference value of a written row: set by an update once the parent has run.
+#[derive(Debug, Clone, Copy)]
+pub struct Deferred {
+    /// Index in `MappedChunk::rows`.
+    pub row: usize,
+    pub field: usize,
+    pub text: (usize, usize),
+}
+
+/// Column indices with this bit set name a parent column of a nested entity.
+const PARENT_COL: usize = 1 << (usize::BITS - 2);
+
+/// What a record knows about itself besides its columns.
+struct RecordCtx {
+    /// Number in the source over all its files (`generate = "sequence"`).
+    number: u64,
+    /// Position among its siblings (nested entities), from 1.
+    ordinal: u32,
 }
 
 /// Reusable per-chunk buffers.
@@ -65,6 +95,10 @@ struct Scratch {
     at: Option<usize>,
     /// Fields of this record whose reference was an orphan (written as null or kept).
     orphan_fields: Vec<usize>,
+    /// Deferred reference values of this record: (field, start, end) in `text`.
+    deferred: Vec<(usize, usize, usize)>,
+    /// Fields of this record whose value was not in the value map, under a policy that keeps the record.
+    unmapped_fields: Vec<usize>,
 }
 
 /// Maps records `recs` of `batch`.
@@ -75,84 +109,362 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
         ..MappedChunk::default()
     };
     let mut sc = Scratch::default();
+    if let Some(n) = &plan.nested {
+        for (k, m) in recs.iter().enumerate() {
+            map_nested(plan, n, batch, m, &mut sc, &mut |sc, ordinal, child| {
+                chunk.origin.push((k as u32, ordinal));
+                finish(plan, batch, m, sc, child, &mut chunk);
+            });
+        }
+        return chunk;
+    }
     let mut strs: Vec<Option<&str>> = Vec::with_capacity(plan.header.len());
     for m in recs {
         sc.errors.clear();
         let fatal = map_record(plan, batch, m, &mut strs, &mut sc);
-        if sc.errors.is_empty() {
-            encode_row(plan, &sc.cells, &sc.text, &mut chunk.out);
-            let key_start = chunk.keys.len();
-            for u in &plan.unique {
-                chunk.keys.push(key_hash(&u.fields, &sc.cells, &sc.text));
-            }
-            let mut pk = (0, 0);
-            if !plan.index_by.is_empty() {
-                for ib in &plan.index_by {
-                    let (exact, short) = match sc.cells[ib.field].text(&sc.text) {
-                        Some(t) => (
-                            text_key(t),
-                            ib.salesforce_ids
-                                .then(|| salesforce_15(t).filter(|s| s.len() != t.len()))
-                                .flatten()
-                                .map_or(0, text_key),
-                        ),
-                        None => (0, 0),
-                    };
-                    chunk.keys.push(exact);
-                    chunk.keys.push(short);
-                }
-                let text = plan
-                    .pk_field
-                    .and_then(|i| sc.cells[i].text(&sc.text))
-                    .unwrap_or("");
-                pk.0 = chunk.pk_texts.len();
-                chunk.pk_texts.push_str(text);
-                pk.1 = chunk.pk_texts.len();
-            }
-            for &i in &sc.orphan_fields {
-                chunk.orphans.resize(plan.fields.len(), 0);
-                chunk.orphans[i] += 1;
-            }
-            chunk.rows.push(RowOutcome::Written {
-                end: chunk.out.len(),
-                key_start,
-                pk,
-            });
-        } else {
-            chunk.rows.push(RowOutcome::Rejected(chunk.rejects.len()));
-            // A syntax error is reported where it is, not where its record starts.
-            let (line, byte) = match sc.at.take() {
-                Some(off) => {
-                    let raw = batch.raw(m);
-                    let off = off.min(raw.len());
-                    let lines = memchr::memchr_iter(b'\n', &raw[..off]).count() as u64;
-                    (m.line + lines, m.byte + off as u64)
-                }
-                None => (m.line, m.byte),
-            };
-            chunk.rejects.push(Reject {
-                number: m.number,
-                line,
-                byte,
-                errors: std::mem::take(&mut sc.errors),
-                raw: batch.raw(m).to_vec(),
-                fatal: fatal || plan.strict,
-            });
-        }
+        finish(
+            plan,
+            batch,
+            m,
+            &mut sc,
+            Child {
+                fatal,
+                span: None,
+                ordinal: 0,
+            },
+            &mut chunk,
+        );
     }
     chunk
 }
 
-/// The output text of some fields of one record, joined by `|`: quoted in duplicate-key rejects.
-pub fn key_text(plan: &EntityPlan, batch: &Batch, m: &RecordMeta, fields: &[usize]) -> String {
-    let mut sc = Scratch::default();
-    let mut strs = Vec::new();
-    map_record(plan, batch, m, &mut strs, &mut sc);
-    fields
+/// Where a mapped row came from inside its record: the whole record, or a nested child's bytes.
+struct Child {
+    fatal: bool,
+    span: Option<(usize, usize)>,
+    /// A nested entity's child: its position, named in reject reasons (0: the record itself).
+    ordinal: u32,
+}
+
+/// Appends the record just mapped into `sc` to the chunk: encoded with its keys, or as a reject.
+fn finish(
+    plan: &EntityPlan,
+    batch: &Batch,
+    m: &RecordMeta,
+    sc: &mut Scratch,
+    child: Child,
+    chunk: &mut MappedChunk,
+) {
+    if sc.errors.is_empty() {
+        encode_row(plan, &sc.cells, &sc.text, &mut chunk.out);
+        let key_start = chunk.keys.len();
+        for u in &plan.unique {
+            chunk.keys.push(key_hash(&u.fields, &sc.cells, &sc.text));
+        }
+        let mut pk = (0, 0);
+        if !plan.index_by.is_empty() || !plan.deferred.is_empty() {
+            for ib in &plan.index_by {
+                let (exact, short) = match sc.cells[ib.field].text(&sc.text) {
+                    Some(t) => (
+                        text_key(t),
+                        ib.salesforce_ids
+                            .then(|| salesforce_15(t).filter(|s| s.len() != t.len()))
+                            .flatten()
+                            .map_or(0, text_key),
+                    ),
+                    None => (0, 0),
+                };
+                chunk.keys.push(exact);
+                chunk.keys.push(short);
+            }
+            let text = plan
+                .pk_field
+                .and_then(|i| sc.cells[i].text(&sc.text))
+                .unwrap_or("");
+            pk.0 = chunk.pk_texts.len();
+            chunk.pk_texts.push_str(text);
+            pk.1 = chunk.pk_texts.len();
+        }
+        for &i in &sc.orphan_fields {
+            chunk.orphans.resize(plan.fields.len(), 0);
+            chunk.orphans[i] += 1;
+        }
+        for &i in &sc.unmapped_fields {
+            chunk.unmapped.resize(plan.fields.len(), 0);
+            chunk.unmapped[i] += 1;
+        }
+        for (field, a, b) in sc.deferred.drain(..) {
+            let start = chunk.deferred_texts.len();
+            chunk.deferred_texts.push_str(&sc.text[a..b]);
+            chunk.deferred.push(Deferred {
+                row: chunk.rows.len(),
+                field,
+                text: (start, chunk.deferred_texts.len()),
+            });
+        }
+        chunk.rows.push(RowOutcome::Written {
+            end: chunk.out.len(),
+            key_start,
+            pk,
+        });
+        return;
+    }
+    sc.deferred.clear();
+    if child.ordinal > 0 {
+        for e in &mut sc.errors {
+            e.message
+                .push_str(&format!(" (nested record {})", child.ordinal));
+        }
+    }
+    chunk.rows.push(RowOutcome::Rejected(chunk.rejects.len()));
+    let whole = batch.raw(m);
+    let (from, raw) = match child.span {
+        Some((a, b)) => (a, &whole[a..b]),
+        None => (0, whole),
+    };
+    // A syntax error is reported where it is, not where its record starts; a child where it starts.
+    let off = from + sc.at.take().unwrap_or(0).min(raw.len());
+    let lines = memchr::memchr_iter(b'\n', &whole[..off]).count() as u64;
+    chunk.rejects.push(Reject {
+        number: m.number,
+        line: m.line + lines,
+        byte: m.byte + off as u64,
+        errors: std::mem::take(&mut sc.errors),
+        raw: raw.to_vec(),
+        fatal: child.fatal || plan.strict,
+    });
+}
+
+/// Maps the children of one record of a nested entity, calling `emit` after each (and once with the
+/// errors when the record's children cannot be found).
+fn map_nested(
+    plan: &EntityPlan,
+    n: &NestedPlan,
+    batch: &Batch,
+    m: &RecordMeta,
+    sc: &mut Scratch,
+    emit: &mut dyn FnMut(&mut Scratch, u32, Child),
+) {
+    sc.errors.clear();
+    sc.text.clear();
+    sc.cells.clear();
+    // The enclosing record's columns: CSV fields, or the parent paths of a JSON or XML record.
+    let mut strs: Vec<Option<&str>> = Vec::new();
+    let mut outer = Extracted::default();
+    let raw = batch.raw(m);
+    let mut fail = |sc: &mut Scratch, e: Option<FieldError>, at: Option<usize>, fatal: bool| {
+        sc.errors.extend(e);
+        sc.at = at;
+        emit(
+            sc,
+            0,
+            Child {
+                fatal,
+                span: None,
+                ordinal: 0,
+            },
+        );
+    };
+    let text = match n.outer {
+        Extract::Csv => {
+            if let Some(fatal) = gather_csv(plan, batch, m, &mut strs, sc) {
+                return fail(sc, None, None, fatal);
+            }
+            ""
+        }
+        Extract::Json(_) | Extract::Xml(_) => {
+            let text = structured_text(raw);
+            let res = match &n.outer {
+                Extract::Json(p) => json::extract(text, p, &mut outer),
+                Extract::Xml(p) => xml::extract(text, p, &mut outer),
+                Extract::Csv => Ok(()),
+            };
+            if let Err(e) = res {
+                let (fatal, at) = (e.fatal, e.fatal.then_some(e.offset));
+                return fail(sc, Some(record_error(e)), at, fatal);
+            }
+            text
+        }
+    };
+    let parent_value = |j: usize| -> Option<&str> {
+        match n.outer {
+            Extract::Csv => strs.get(j).copied().flatten(),
+            _ => outer
+                .spans
+                .get(j)
+                .copied()
+                .flatten()
+                .map(|(a, b)| outer.text(text, a, b)),
+        }
+    };
+    let ctx = |ordinal: u32| RecordCtx {
+        number: plan.seq_base + m.number,
+        ordinal,
+    };
+    match &n.children {
+        Children::Split { column, separator } => {
+            let value = parent_value(*column).filter(|v| !plan.null.iter().any(|x| x == v));
+            let parts = value
+                .into_iter()
+                .flat_map(|v| v.split(separator.as_str()))
+                .map(str::trim)
+                .filter(|p| !p.is_empty());
+            for (k, part) in parts.enumerate() {
+                sc.errors.clear();
+                sc.text.clear();
+                sc.cells.clear();
+                let get = |i: usize| match i {
+                    0 => Some(part),
+                    i if i & PARENT_COL != 0 => parent_value(i & !PARENT_COL),
+                    _ => None,
+                };
+                map_fields(plan, get, &ctx(k as u32 + 1), sc);
+                let ordinal = k as u32 + 1;
+                let child = Child {
+                    fatal: false,
+                    span: None,
+                    ordinal,
+                };
+                emit(sc, ordinal, child);
+            }
+        }
+        Children::Json(_) | Children::Xml(_) => {
+            let spans = match children(&n.children, raw) {
+                Ok(s) => s,
+                Err(message) => {
+                    let e = FieldError {
+                        field: String::new(),
+                        value: String::new(),
+                        code: RejectCode::Malformed,
+                        message,
+                    };
+                    return fail(sc, Some(e), None, false);
+                }
+            };
+            let mut ext = std::mem::take(&mut sc.ext);
+            for (k, &(a, b)) in spans.iter().enumerate() {
+                sc.errors.clear();
+                sc.text.clear();
+                sc.cells.clear();
+                let child = structured_text(&raw[a..b]);
+                let ordinal = k as u32 + 1;
+                match gather_structured(plan, child, &mut ext) {
+                    Ok(()) => {
+                        let get = |i: usize| {
+                            if i & PARENT_COL != 0 {
+                                return parent_value(i & !PARENT_COL);
+                            }
+                            ext.spans
+                                .get(i)
+                                .copied()
+                                .flatten()
+                                .map(|(x, y)| ext.text(child, x, y))
+                        };
+                        map_fields(plan, get, &ctx(ordinal), sc);
+                    }
+                    Err(e) => {
+                        sc.at = e.fatal.then_some(e.offset);
+                        sc.errors.push(record_error(e));
+                    }
+                }
+                emit(
+                    sc,
+                    ordinal,
+                    Child {
+                        fatal: false,
+                        span: Some((a, b)),
+                        ordinal,
+                    },
+                );
+            }
+            sc.ext = ext;
+        }
+    }
+}
+
+/// The byte spans of a record's children, found by running the document splitter over the record.
+fn children(c: &Children, raw: &[u8]) -> Result<Vec<(usize, usize)>, String> {
+    let mut batch = Batch::default();
+    let feed = crate::read::feed::Feed::new(raw, "", 0, raw.len().max(1024));
+    let res = match c {
+        Children::Json(path) => {
+            let mut s = json::JsonSplitter::new(feed, json::JsonLayout::Document(path.clone()))
+                .allow_missing();
+            loop {
+                match s.read_record(&mut batch) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        Children::Xml(path) => {
+            let mut s = xml::XmlSplitter::new(feed, path.clone());
+            loop {
+                match s.read_record(&mut batch) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        Children::Split { .. } => Ok(()),
+    };
+    res.map_err(|e| format!("the nested records cannot be read: {e}"))?;
+    Ok(batch
+        .records
         .iter()
-        .map(|&i| sc.cells.get(i).and_then(|c| c.text(&sc.text)).unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("|")
+        .map(|r| (r.byte as usize, r.byte as usize + (r.raw_end - r.raw_start)))
+        .collect())
+}
+
+/// A JSON or XML record problem as a field error.
+fn record_error(e: RecordError) -> FieldError {
+    FieldError {
+        field: e.field,
+        value: String::new(),
+        code: if e.ambiguous {
+            RejectCode::Ambiguous
+        } else {
+            RejectCode::Malformed
+        },
+        message: e.message,
+    }
+}
+
+/// The output text of some fields of one record, joined by `|`: quoted in duplicate-key rejects.
+/// `ordinal` picks the child of a nested entity's record.
+pub fn key_text(
+    plan: &EntityPlan,
+    batch: &Batch,
+    m: &RecordMeta,
+    ordinal: Option<u32>,
+    fields: &[usize],
+) -> String {
+    let text = |sc: &Scratch| {
+        fields
+            .iter()
+            .map(|&i| sc.cells.get(i).and_then(|c| c.text(&sc.text)).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let mut sc = Scratch::default();
+    match (&plan.nested, ordinal) {
+        (Some(n), Some(want)) => {
+            let mut found = String::new();
+            map_nested(plan, n, batch, m, &mut sc, &mut |sc, ordinal, _| {
+                if ordinal == want {
+                    found = text(sc);
+                }
+            });
+            found
+        }
+        _ => {
+            let mut strs = Vec::new();
+            map_record(plan, batch, m, &mut strs, &mut sc);
+            text(&sc)
+        }
+    }
 }
 
 /// 128-bit hash of the key fields' output text; 0 if any is null.
@@ -187,7 +499,11 @@ fn map_record<'b>(
             if let Some(fatal) = gather_csv(plan, batch, m, strs, sc) {
                 return fatal;
             }
-            map_fields(plan, |i| strs.get(i).copied().flatten(), sc);
+            let ctx = RecordCtx {
+                number: plan.seq_base + m.number,
+                ordinal: 0,
+            };
+            map_fields(plan, |i| strs.get(i).copied().flatten(), &ctx, sc);
             false
         }
         Extract::Json(_) | Extract::Xml(_) => {
@@ -202,24 +518,20 @@ fn map_record<'b>(
                             .flatten()
                             .map(|(a, b)| ext.text(raw, a, b))
                     };
-                    map_fields(plan, get, sc);
+                    let ctx = RecordCtx {
+                        number: plan.seq_base + m.number,
+                        ordinal: 0,
+                    };
+                    map_fields(plan, get, &ctx, sc);
                     false
                 }
                 Err(e) => {
                     if e.fatal {
                         sc.at = Some(e.offset);
                     }
-                    sc.errors.push(FieldError {
-                        field: e.field,
-                        value: String::new(),
-                        code: if e.ambiguous {
-                            RejectCode::Ambiguous
-                        } else {
-                            RejectCode::Malformed
-                        },
-                        message: e.message,
-                    });
-                    e.fatal
+                    let fatal = e.fatal;
+                    sc.errors.push(record_error(e));
+                    fatal
                 }
             };
             sc.ext = ext;
@@ -324,11 +636,23 @@ fn gather_csv<'b>(
 }
 
 /// Maps column values (None: null or missing) through the plan's fields.
-fn map_fields<'v>(plan: &'v EntityPlan, get: impl Fn(usize) -> Option<&'v str>, sc: &mut Scratch) {
+fn map_fields<'v>(
+    plan: &'v EntityPlan,
+    get: impl Fn(usize) -> Option<&'v str>,
+    ctx: &RecordCtx,
+    sc: &mut Scratch,
+) {
     sc.orphan_fields.clear();
+    sc.deferred.clear();
+    sc.unmapped_fields.clear();
     for (fi, f) in plan.fields.iter().enumerate() {
         let start = sc.text.len();
-        match field_value(plan, f, &get) {
+        let mut unmapped = false;
+        let value = field_value(plan, f, &get, ctx, &mut unmapped);
+        if unmapped {
+            sc.unmapped_fields.push(fi);
+        }
+        match value {
             Ok(Some(v)) => {
                 let res = cast_value(f, &v, &mut sc.text)
                     .map_err(|m| (RejectCode::Type, m))
@@ -338,14 +662,16 @@ fn map_fields<'v>(plan: &'v EntityPlan, get: impl Fn(usize) -> Option<&'v str>, 
                         None => Ok(()),
                     });
                 let res = match (res, &f.reference) {
-                    (Ok(()), Some(r)) => resolve(r, fi, start, sc),
-                    (res, _) => res.map(|()| true),
+                    (Ok(()), Some(r)) if r.defer => {
+                        sc.deferred.push((fi, start, sc.text.len()));
+                        Ok(None)
+                    }
+                    (Ok(()), Some(r)) => resolve(r, f.ty, fi, start, sc),
+                    (res, _) => res.map(|()| Some(f.ty)),
                 };
                 match res {
-                    Ok(true) => sc
-                        .cells
-                        .push(Cell::of(f.ty, start, sc.text.len(), &sc.text)),
-                    Ok(false) => sc.cells.push(Cell::Null),
+                    Ok(Some(ty)) => sc.cells.push(Cell::of(ty, start, sc.text.len(), &sc.text)),
+                    Ok(None) => sc.cells.push(Cell::Null),
                     Err((code, message)) => {
                         sc.text.truncate(start);
                         sc.errors.push(FieldError {
@@ -377,17 +703,19 @@ fn map_fields<'v>(plan: &'v EntityPlan, get: impl Fn(usize) -> Option<&'v str>, 
     }
 }
 
-/// Replaces the reference value at `sc.text[start..]` with the parent's primary key. Ok(false) when the
+/// Replaces the reference value at `sc.text[start..]` with the parent's primary key, and says the type
+/// to write it as (the parent key's; a kept orphan keeps the value's own type `ty`). Ok(None) when the
 /// value is an orphan to be written as null.
 fn resolve(
     r: &RefPlan,
+    ty: FieldType,
     field: usize,
     start: usize,
     sc: &mut Scratch,
-) -> Result<bool, (RejectCode, String)> {
+) -> Result<Option<FieldType>, (RejectCode, String)> {
     // Without an index (`check` compiles plans before any parent has run) there is nothing to match.
     let Some(index) = &r.index else {
-        return Ok(true);
+        return Ok(Some(ty));
     };
     let value = &sc.text[start..];
     let found = index.get(text_key(value)).or_else(|| {
@@ -397,14 +725,14 @@ fn resolve(
             .and_then(|short| index.get(text_key(short)))
     });
     match found {
-        Some(None) => Ok(true),
+        Some(None) => Ok(Some(r.out_ty)),
         Some(Some(target)) => {
             // `target` lives in the parent's index, not in `sc.text`: no copy needed.
             if target != value {
                 sc.text.truncate(start);
                 sc.text.push_str(target);
             }
-            Ok(true)
+            Ok(Some(r.out_ty))
         }
         None => match r.orphans {
             Orphans::Reject => Err((
@@ -414,11 +742,11 @@ fn resolve(
             Orphans::Null => {
                 sc.orphan_fields.push(field);
                 sc.text.truncate(start);
-                Ok(false)
+                Ok(None)
             }
             Orphans::Keep => {
                 sc.orphan_fields.push(field);
-                Ok(true)
+                Ok(Some(ty))
             }
         },
     }
@@ -445,10 +773,24 @@ fn field_value<'a>(
     plan: &'a EntityPlan,
     f: &'a FieldPlan,
     get: &impl Fn(usize) -> Option<&'a str>,
+    ctx: &RecordCtx,
+    unmapped: &mut bool,
 ) -> Result<Option<Cow<'a, str>>, FieldError> {
     let is_null = |s: &str| plan.null.iter().any(|n| n == s);
     let raw: Option<Cow<'a, str>> = match &f.input {
         Input::Column(i) => get(*i).filter(|s| !is_null(s)).map(Cow::Borrowed),
+        Input::Parent(i) => get(*i | PARENT_COL)
+            .filter(|s| !is_null(s))
+            .map(Cow::Borrowed),
+        Input::Ordinal => Some(Cow::Owned(ctx.ordinal.to_string())),
+        Input::Sequence => Some(Cow::Owned(ctx.number.to_string())),
+        Input::Hash(cols) => {
+            let values: Vec<Option<&str>> = cols
+                .iter()
+                .map(|&i| get(i).filter(|s| !is_null(s)))
+                .collect();
+            hash_key(f.ty, &values).map(Cow::Owned)
+        }
         Input::Const(v) => Some(Cow::Borrowed(v.as_str())),
         Input::Template(parts) => {
             let mut s = String::new();
@@ -479,6 +821,14 @@ fn field_value<'a>(
     if let (Some(map), Some(val)) = (&f.map, &v) {
         match map.get(val.as_ref()) {
             Some(t) => v = Some(Cow::Borrowed(t.as_str())),
+            None if f.unmapped != Unmapped::Reject => {
+                *unmapped = true;
+                match f.unmapped {
+                    Unmapped::Null => v = None,
+                    Unmapped::Default => v = f.default.as_deref().map(Cow::Borrowed),
+                    _ => {}
+                }
+            }
             None => match f.unmapped {
                 Unmapped::Keep => {}
                 Unmapped::Null => v = None,
@@ -505,6 +855,53 @@ fn field_value<'a>(
         v = f.default.as_deref().map(Cow::Borrowed);
     }
     Ok(v)
+}
+
+/// A surrogate key from the natural key's values: BLAKE3 over each value's length and bytes (a null
+/// marked apart from an empty string), shown as a 63-bit integer, a version-8 UUID or 32 hex digits.
+/// None when every value is null: a record without a natural key gets no key.
+fn hash_key(ty: FieldType, values: &[Option<&str>]) -> Option<String> {
+    if values.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    for v in values {
+        match v {
+            Some(t) => {
+                h.update(&[1]);
+                h.update(&(t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
+    let d = h.finalize();
+    let b = d.as_bytes();
+    Some(match ty {
+        FieldType::Integer => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[..8]);
+            (u64::from_le_bytes(w) >> 1).to_string()
+        }
+        FieldType::Uuid => {
+            let mut u = [0u8; 16];
+            u.copy_from_slice(&b[..16]);
+            u[6] = (u[6] & 0x0f) | 0x80;
+            u[8] = (u[8] & 0x3f) | 0x80;
+            let hex: String = u.iter().map(|x| format!("{x:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        }
+        _ => b[..16].iter().map(|x| format!("{x:02x}")).collect(),
+    })
 }
 
 fn apply<'a>(step: &Step, v: Cow<'a, str>) -> Cow<'a, str> {

@@ -30,25 +30,51 @@ fn split_key(k: u128) -> [u64; 2] {
     [(k >> 64) as u64, k as u64]
 }
 
+/// How repeated keys are told apart: the default keeps the first; `last` and `reject` first run a pass
+/// that only collects, per key, its last row and whether it repeats, then apply it.
+#[derive(Default)]
+pub enum Dups {
+    #[default]
+    First,
+    /// The pre-pass: per unique set, key -> last row (with [`KeySet::REPEATED`]).
+    Collect(Vec<KeySet>),
+    /// Keep only each key's last row.
+    Last(Vec<KeySet>),
+    /// Reject every row of a repeated key.
+    Shared(Vec<KeySet>),
+}
+
 /// Counts and uniqueness state of one entity, across all its input files.
 #[derive(Default)]
 pub struct EntityState {
     seen: Vec<KeySet>,
+    pub dups: Dups,
+    /// Deferred reference values of written rows, for the updates file.
+    pub spill: Option<crate::defer::Spill>,
+    /// The first rejects, kept for `run --dry-run`.
+    pub samples: Vec<(String, Reject)>,
     /// Indexes for the entities that reference this one, one per `plan.index_by`.
     pub indexes: Vec<KeyIndex>,
     /// Per field name: orphan references written as null or kept.
     pub orphans: BTreeMap<String, u64>,
+    /// Per field name: values absent from the value map, kept, made null or defaulted.
+    pub unmapped: BTreeMap<String, u64>,
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
     pub by_reason: BTreeMap<String, u64>,
 }
 
-/// Where rejects go: a rejects file, or nowhere because any reject is fatal.
+/// Where rejects go: a rejects file, nowhere because any reject is fatal, or only counted (a dry run,
+/// which keeps a few samples, and the duplicate pre-pass).
 pub enum RejectSink<'a> {
     File(&'a mut RejectsWriter),
     Fatal,
+    Count,
 }
+
+/// Rejects a dry run shows per entity.
+pub const SAMPLES: usize = 5;
 
 /// Maps every record of one opened file into `writer`.
 #[allow(clippy::too_many_arguments)]
@@ -62,8 +88,12 @@ pub fn pump(
     state: &mut EntityState,
     size_hint: Option<u64>,
 ) -> Result<(), FatalError> {
-    if state.seen.len() < plan.unique.len() {
-        state.seen.resize_with(plan.unique.len(), KeySet::default);
+    let sets = match &mut state.dups {
+        Dups::First => &mut state.seen,
+        Dups::Collect(s) | Dups::Last(s) | Dups::Shared(s) => s,
+    };
+    if sets.len() < plan.unique.len() {
+        sets.resize_with(plan.unique.len(), KeySet::default);
     }
     if state.indexes.len() < plan.index_by.len() {
         state
@@ -118,8 +148,14 @@ pub fn pump(
                     if let (Some(total), false) = (size_hint, batch.raw.is_empty()) {
                         let per_record = (batch.raw.len() / batch.len()).max(1) as u64;
                         let expect = (total / per_record).min(1 << 30) as usize;
-                        for m in &mut state.seen {
-                            m.reserve(expect);
+                        if let Dups::First | Dups::Collect(_) = state.dups {
+                            let sets = match &mut state.dups {
+                                Dups::Collect(s) => s,
+                                _ => &mut state.seen,
+                            };
+                            for m in sets {
+                                m.reserve(expect);
+                            }
                         }
                         for m in &mut state.indexes {
                             m.reserve(expect);
@@ -184,19 +220,23 @@ fn write_chunk(
     state: &mut EntityState,
 ) -> Result<(), FatalError> {
     let n = chunk.rows.len() as u64;
+    let read_before = state.read;
     state.read += n;
-    for (i, &o) in chunk.orphans.iter().enumerate() {
-        if o > 0 {
-            *state
-                .orphans
-                .entry(plan.fields[i].name.clone())
-                .or_default() += o;
+    for (counts, into) in [
+        (&chunk.orphans, &mut state.orphans),
+        (&chunk.unmapped, &mut state.unmapped),
+    ] {
+        for (i, &o) in counts.iter().enumerate() {
+            if o > 0 {
+                *into.entry(plan.fields[i].name.clone()).or_default() += o;
+            }
         }
     }
     // Fast path: nothing to check row by row.
     if chunk.rejects.is_empty()
         && plan.unique.is_empty()
         && plan.index_by.is_empty()
+        && chunk.deferred.is_empty()
         && !writer.per_row()
     {
         state.written += n;
@@ -207,19 +247,17 @@ fn write_chunk(
     let mut prev = 0;
     let mut run_start = 0;
     let mut run_rows = 0u64;
+    let mut deferred = chunk.deferred.iter().peekable();
     for (k, row) in chunk.rows.iter().enumerate() {
+        let m = &batch.records[base + chunk.origin.get(k).map_or(k, |o| o.0 as usize)];
         match row {
             RowOutcome::Written { end, key_start, pk } => {
                 let row_start = prev;
                 prev = *end;
-                let m = &batch.records[base + k];
                 let keys = &chunk.keys[*key_start..*key_start + plan.unique.len()];
-                let dup = keys.iter().enumerate().find_map(|(u, key)| {
-                    (*key != 0)
-                        .then(|| state.seen[u].get(split_key(*key)).map(|first| (u, first)))
-                        .flatten()
-                });
-                if let Some((u, first)) = dup {
+                // Rows are numbered over the entity's whole input: the same in both passes.
+                let seq = read_before + k as u64 + 1;
+                if let Some((u, message)) = duplicate(plan, state, keys, seq, m.number) {
                     flush_run(writer, &chunk.out[run_start..row_start], run_rows, state)?;
                     run_start = prev;
                     run_rows = 0;
@@ -234,23 +272,21 @@ fn write_chunk(
                                 .map(|&i| plan.fields[i].name.as_str())
                                 .collect::<Vec<_>>()
                                 .join(","),
-                            value: key_text(plan, batch, m, &plan.unique[u].fields),
-                            code: RejectCode::Duplicate,
-                            message: format!(
-                                "duplicate value for the {} (first seen in record {first})",
-                                plan.unique[u].label
+                            value: key_text(
+                                plan,
+                                batch,
+                                m,
+                                chunk.origin.get(k).map(|o| o.1),
+                                &plan.unique[u].fields,
                             ),
+                            code: RejectCode::Duplicate,
+                            message,
                         }],
                         raw: batch.raw(m).to_vec(),
                         fatal: plan.strict,
                     };
                     reject(plan, display, &r, rejects, state)?;
                     continue;
-                }
-                for (u, key) in keys.iter().enumerate() {
-                    if *key != 0 {
-                        state.seen[u].insert(split_key(*key), m.number);
-                    }
                 }
                 if !plan.index_by.is_empty() {
                     let base = *key_start + plan.unique.len();
@@ -263,6 +299,18 @@ fn write_chunk(
                                 key => ix.insert_present(key),
                             }
                         }
+                    }
+                }
+                while deferred.peek().is_some_and(|d| d.row < k) {
+                    deferred.next();
+                }
+                if let Some(spill) = state.spill.as_mut() {
+                    let mut values = Vec::new();
+                    while let Some(d) = deferred.next_if(|d| d.row == k) {
+                        values.push((d.field, &chunk.deferred_texts[d.text.0..d.text.1]));
+                    }
+                    if !values.is_empty() {
+                        spill.push(&chunk.pk_texts[pk.0..pk.1], &values)?;
                     }
                 }
                 if writer.per_row() {
@@ -282,6 +330,72 @@ fn write_chunk(
         }
     }
     flush_run(writer, &chunk.out[run_start..prev], run_rows, state)
+}
+
+/// Applies the duplicate policy to a row's keys: the unique set at fault and why, or None to keep it
+/// (recording its keys).
+fn duplicate(
+    plan: &EntityPlan,
+    state: &mut EntityState,
+    keys: &[u128],
+    seq: u64,
+    number: u64,
+) -> Option<(usize, String)> {
+    let present = |(u, key): (usize, &u128)| (*key != 0).then(|| (u, split_key(*key)));
+    match &mut state.dups {
+        Dups::First => {
+            let dup = keys.iter().enumerate().filter_map(present).find_map(|(u, key)| {
+                state.seen[u].get(key).map(|first| (u, first))
+            });
+            if let Some((u, first)) = dup {
+                return Some((
+                    u,
+                    format!(
+                        "duplicate value for the {} (first seen in record {first})",
+                        plan.unique[u].label
+                    ),
+                ));
+            }
+            for (u, key) in keys.iter().enumerate().filter_map(present) {
+                state.seen[u].insert(key, number);
+            }
+            None
+        }
+        Dups::Collect(sets) => {
+            for (u, key) in keys.iter().enumerate().filter_map(present) {
+                sets[u].upsert(key, seq);
+            }
+            None
+        }
+        Dups::Last(sets) => keys
+            .iter()
+            .enumerate()
+            .filter_map(present)
+            .find(|(u, key)| sets[*u].get(*key).map(|v| v & !KeySet::REPEATED) != Some(seq))
+            .map(|(u, _)| {
+                (
+                    u,
+                    format!(
+                        "a later record has the same {} (duplicates = \"last\" keeps the last)",
+                        plan.unique[u].label
+                    ),
+                )
+            }),
+        Dups::Shared(sets) => keys
+            .iter()
+            .enumerate()
+            .filter_map(present)
+            .find(|(u, key)| sets[*u].get(*key).is_some_and(|v| v & KeySet::REPEATED != 0))
+            .map(|(u, _)| {
+                (
+                    u,
+                    format!(
+                        "several records have the same {} (duplicates = \"reject\" rejects them all)",
+                        plan.unique[u].label
+                    ),
+                )
+            }),
+    }
 }
 
 fn flush_run(
@@ -320,8 +434,12 @@ fn reject(
     state.rejected += 1;
     let code = first.map(|e| e.code.as_str()).unwrap_or("malformed");
     *state.by_reason.entry(code.to_string()).or_default() += 1;
-    if let RejectSink::File(w) = sink {
-        w.write(display, r)?;
+    match sink {
+        RejectSink::File(w) => w.write(display, r)?,
+        RejectSink::Count if state.samples.len() < SAMPLES => {
+            state.samples.push((display.to_string(), r.clone()))
+        }
+        _ => {}
     }
     Ok(())
 }

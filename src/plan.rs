@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use crate::relate::KeyIndex;
 use crate::spec::{
-    Entity, Field, InputFormat, Orphans, OutputFormat, Ragged, Source, Transform, Unmapped,
+    Entity, Field, Generate, InputFormat, Orphans, OutputFormat, Ragged, Source, Transform,
+    Unmapped,
 };
 use crate::types::FieldType;
 
@@ -28,6 +29,14 @@ pub enum Input {
     Const(String),
     /// Text and columns, concatenated.
     Template(Vec<Part>),
+    /// Nested entities: a column of the enclosing record, by index in the parent columns.
+    Parent(usize),
+    /// Nested entities: the child's position among its siblings, from 1.
+    Ordinal,
+    /// The record's number in its source, over all its files.
+    Sequence,
+    /// A stable hash of these columns.
+    Hash(Vec<usize>),
 }
 
 /// A piece of a template.
@@ -107,7 +116,24 @@ pub fn xml_out(root: Option<&str>, record: Option<&str>, names: &[String]) -> Xm
     }
 }
 
-/// The columns an entity reads, in order of first use: the "header" of a JSON or XML source.
+/// The columns of the enclosing record that a nested entity reads (its `parent` fields and the `split`
+/// field), in order of first use.
+pub fn parent_columns(entity: &Entity) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    let split = entity.nested.as_ref().and_then(|n| n.split.as_deref());
+    for c in split
+        .into_iter()
+        .chain(entity.fields.iter().filter_map(|f| f.parent.as_deref()))
+    {
+        if !cols.iter().any(|x| x == c) {
+            cols.push(c.to_string());
+        }
+    }
+    cols
+}
+
+/// The columns an entity reads, in order of first use: the "header" of a JSON or XML source (of the
+/// child element, for a nested entity).
 pub fn columns_used(entity: &Entity) -> Vec<String> {
     let mut cols: Vec<String> = Vec::new();
     let mut add = |c: &str| {
@@ -118,6 +144,11 @@ pub fn columns_used(entity: &Entity) -> Vec<String> {
     for f in &entity.fields {
         if let Some(c) = &f.column {
             add(c);
+        }
+        if let Some(crate::spec::Generate::Hash(cs)) = &f.generate {
+            for c in cs {
+                add(c);
+            }
         }
         if let Some(Ok(parts)) = f.template.as_deref().map(parse_template) {
             for p in parts {
@@ -171,6 +202,10 @@ pub struct RefPlan {
     pub entity: String,
     pub orphans: Orphans,
     pub salesforce_ids: bool,
+    /// Written as null; the value goes to the entity's updates, resolved after every entity has run.
+    pub defer: bool,
+    /// Type of the parent's primary key, which a matched value is written as.
+    pub out_ty: FieldType,
     pub index: Option<Arc<KeyIndex>>,
 }
 
@@ -220,6 +255,31 @@ pub struct EntityPlan {
     /// Fields indexed for the entities that reference this one, and the primary key field they map to.
     pub index_by: Vec<IndexBy>,
     pub pk_field: Option<usize>,
+    /// Records of the source's earlier files: `generate = "sequence"` numbers continue across files.
+    pub seq_base: u64,
+    /// Set for a nested entity.
+    pub nested: Option<NestedPlan>,
+    /// Fields whose reference is deferred (written null, set by an update later).
+    pub deferred: Vec<usize>,
+}
+
+/// How a nested entity finds its children in a record of its source, and reads the record's own columns.
+#[derive(Debug, Clone)]
+pub struct NestedPlan {
+    pub children: Children,
+    /// Extraction of the parent columns (see [`parent_columns`]) from the record.
+    pub outer: Extract,
+}
+
+/// Where the children of a record are.
+#[derive(Debug, Clone)]
+pub enum Children {
+    /// JSON: elements of the array at this key path.
+    Json(Vec<String>),
+    /// XML: elements at this path, whose first step is the record element itself.
+    Xml(Vec<String>),
+    /// Parts of a parent column's value.
+    Split { column: usize, separator: String },
 }
 
 /// Whether an entity or output name is safe as a file name everywhere (and in `checksums.b3`).
@@ -255,6 +315,10 @@ pub fn compile_entity(
     if entity.fields.is_empty() {
         errors.push(format!("{at}.fields"), "an entity needs at least one field");
     }
+    let nested = entity
+        .nested
+        .as_ref()
+        .map(|n| nested_headers(n, source, entity, header, at, errors));
     let mut fields = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (j, f) in entity.fields.iter().enumerate() {
@@ -269,7 +333,18 @@ pub fn compile_entity(
             errors.push(format!("{fat}.name"), "a field needs a name");
         }
         let required = f.required || entity.primary_key.contains(&f.name);
-        if let Some(fp) = compile_field(f, required, header, file_label, &fat, errors) {
+        let parent = nested.as_ref().map(|n| n.parent_header.as_deref());
+        if let Some(fp) = compile_field(
+            f,
+            required,
+            nested
+                .as_ref()
+                .map_or(header, |n| n.inner_header.as_deref()),
+            parent,
+            file_label,
+            &fat,
+            errors,
+        ) {
             fields.push(fp);
         }
     }
@@ -302,17 +377,19 @@ pub fn compile_entity(
         }
     }
     let cols = header.map(<[String]>::to_vec).unwrap_or_default();
-    let extract = match source.format {
-        InputFormat::Csv => Extract::Csv,
-        InputFormat::Json | InputFormat::Jsonl => Extract::Json(JsonPaths::new(&cols, false)),
-        InputFormat::Xml => match XmlPaths::new(&cols, false) {
-            Ok(p) => Extract::Xml(p),
-            Err(e) => {
-                errors.push(format!("{at}.fields"), e);
-                Extract::Csv
-            }
-        },
-    };
+    let extract = extract_for(source.format, &cols, &format!("{at}.fields"), errors);
+    let nested = nested.map(|n| {
+        let outer = extract_for(
+            source.format,
+            n.parent_header.as_deref().unwrap_or_default(),
+            &format!("{at}.fields"),
+            errors,
+        );
+        NestedPlan {
+            children: n.children,
+            outer,
+        }
+    });
     let format = entity.format.unwrap_or_default();
     let xml = (format == OutputFormat::Xml).then(|| {
         let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
@@ -347,7 +424,123 @@ pub fn compile_entity(
                     .position(|f| f.name == entity.primary_key[0])
             })
             .flatten(),
+        seq_base: 0,
+        nested,
+        deferred: entity
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.references.as_ref().is_some_and(|r| r.defer))
+            .map(|(i, _)| i)
+            .collect(),
     })
+}
+
+fn extract_for(format: InputFormat, cols: &[String], at: &str, errors: &mut SpecErrors) -> Extract {
+    match format {
+        InputFormat::Csv => Extract::Csv,
+        InputFormat::Json | InputFormat::Jsonl => Extract::Json(JsonPaths::new(cols, false)),
+        InputFormat::Xml => match XmlPaths::new(cols, false) {
+            Ok(p) => Extract::Xml(p),
+            Err(e) => {
+                errors.push(at, e);
+                Extract::Csv
+            }
+        },
+    }
+}
+
+/// The column spaces of a nested entity: the child's (None when unknown) and the enclosing record's.
+struct NestedHeaders {
+    inner_header: Option<Vec<String>>,
+    parent_header: Option<Vec<String>>,
+    children: Children,
+}
+
+fn nested_headers(
+    n: &crate::spec::Nested,
+    source: &Source,
+    entity: &Entity,
+    header: Option<&[String]>,
+    at: &str,
+    errors: &mut SpecErrors,
+) -> NestedHeaders {
+    // A CSV record's columns are its header's; a JSON or XML record's are the paths the entity reads.
+    let parent_header = match source.format {
+        InputFormat::Csv => header.map(<[String]>::to_vec),
+        _ => Some(parent_columns(entity)),
+    };
+    let inner_header = if n.split.is_some() {
+        Some(vec!["value".to_string()])
+    } else {
+        header.map(<[String]>::to_vec)
+    };
+    let children = match (&n.path, &n.split, source.format) {
+        (Some(_), Some(_), _) | (None, None, _) => {
+            errors.push(
+                format!("{at}.nested"),
+                "give exactly one of `path` (a nested array or repeated element) and `split` (a multi-value field)",
+            );
+            Children::Json(Vec::new())
+        }
+        (None, Some(col), _) => {
+            if n.separator.is_empty() {
+                errors.push(format!("{at}.nested.separator"), "must not be empty");
+            }
+            let column = match &parent_header {
+                Some(h) => column_index(
+                    col,
+                    Some(h),
+                    "the record",
+                    &format!("{at}.nested.split"),
+                    errors,
+                ),
+                None => 0,
+            };
+            Children::Split {
+                column,
+                separator: n.separator.clone(),
+            }
+        }
+        (Some(_), None, InputFormat::Csv) => {
+            errors.push(
+                format!("{at}.nested.path"),
+                "a CSV record has nothing nested: use `split` for a multi-value field",
+            );
+            Children::Json(Vec::new())
+        }
+        (Some(p), None, InputFormat::Json | InputFormat::Jsonl) => {
+            let path = crate::read::json::split_path(p);
+            if path.is_empty() {
+                errors.push(format!("{at}.nested.path"), "must name a key path");
+            }
+            Children::Json(path)
+        }
+        (Some(p), None, InputFormat::Xml) => {
+            // The splitter walks from the document root, which for one record is the record element.
+            let record = source
+                .record_path
+                .as_deref()
+                .map(crate::read::xml::split_path)
+                .and_then(|v| v.last().cloned())
+                .unwrap_or_default();
+            let rel = crate::read::xml::split_path(p);
+            if rel.is_empty() {
+                errors.push(format!("{at}.nested.path"), "must name an element path");
+            }
+            let mut path = vec![record];
+            path.extend(rel);
+            if let Err(e) = crate::read::xml::check_path(&path) {
+                errors.push(format!("{at}.nested.path"), e);
+            }
+            Children::Xml(path)
+        }
+    };
+    NestedHeaders {
+        inner_header,
+        parent_header,
+        children,
+    }
 }
 
 fn column_index(
@@ -382,48 +575,100 @@ fn column_index(
     }
 }
 
+/// `parent`: None for an entity that is not nested, else the columns of the enclosing record (None when
+/// they are not known).
+#[allow(clippy::too_many_arguments)]
 fn compile_field(
     f: &Field,
     required: bool,
     header: Option<&[String]>,
+    parent: Option<Option<&[String]>>,
     file_label: &str,
     at: &str,
     errors: &mut SpecErrors,
 ) -> Option<FieldPlan> {
     let before = errors.0.len();
-    let sources = [f.column.is_some(), f.value.is_some(), f.template.is_some()];
-    let input = match (&f.column, &f.value, &f.template) {
-        _ if sources.iter().filter(|s| **s).count() != 1 => {
-            errors.push(
-                at.to_string(),
-                format!(
-                    "field {:?} needs exactly one of `column`, `value` and `template`",
-                    f.name
-                ),
-            );
-            Input::Const(String::new())
+    let sources = [
+        f.column.is_some(),
+        f.value.is_some(),
+        f.template.is_some(),
+        f.parent.is_some(),
+        f.ordinal,
+        f.generate.is_some(),
+    ];
+    let col = |c: &str, key: &str, errors: &mut SpecErrors| {
+        column_index(c, header, file_label, &format!("{at}.{key}"), errors)
+    };
+    let input = if sources.iter().filter(|s| **s).count() != 1 {
+        errors.push(
+            at.to_string(),
+            format!(
+                "field {:?} needs exactly one of `column`, `value`, `template`, `parent`, `ordinal` and `generate`",
+                f.name
+            ),
+        );
+        Input::Const(String::new())
+    } else if let Some(c) = &f.column {
+        Input::Column(col(c, "column", errors))
+    } else if let Some(v) = &f.value {
+        Input::Const(v.clone())
+    } else if let Some(p) = &f.parent {
+        match parent {
+            None => {
+                errors.push(
+                    format!("{at}.parent"),
+                    "`parent` reads the enclosing record of a nested entity; this entity has no `nested`",
+                );
+                Input::Const(String::new())
+            }
+            Some(cols) => Input::Parent(column_index(
+                p,
+                cols,
+                file_label,
+                &format!("{at}.parent"),
+                errors,
+            )),
         }
-        (Some(c), _, _) => Input::Column(column_index(
-            c,
-            header,
-            file_label,
-            &format!("{at}.column"),
-            errors,
-        )),
-        (_, Some(v), _) => Input::Const(v.clone()),
-        (_, _, t) => match parse_template(t.as_deref().unwrap_or_default()) {
+    } else if f.ordinal {
+        if parent.is_none() {
+            errors.push(
+                format!("{at}.ordinal"),
+                "`ordinal` numbers the children of a nested entity; this entity has no `nested`",
+            );
+        }
+        Input::Ordinal
+    } else if let Some(g) = &f.generate {
+        match g {
+            Generate::Sequence => {
+                if parent.is_some() {
+                    errors.push(
+                        format!("{at}.generate"),
+                        "a nested entity has no record numbers of its own: key it by its parent's key and `ordinal`",
+                    );
+                }
+                Input::Sequence
+            }
+            Generate::Hash(cols) if cols.is_empty() => {
+                errors.push(
+                    format!("{at}.generate.hash"),
+                    "name the columns of the natural key to hash",
+                );
+                Input::Hash(Vec::new())
+            }
+            Generate::Hash(cols) => Input::Hash(
+                cols.iter()
+                    .map(|c| col(c, "generate.hash", errors))
+                    .collect(),
+            ),
+        }
+    } else {
+        match parse_template(f.template.as_deref().unwrap_or_default()) {
             Ok(parts) => Input::Template(
                 parts
                     .into_iter()
                     .map(|p| match p {
                         TemplatePart::Lit(s) => Part::Lit(s),
-                        TemplatePart::Col(c) => Part::Col(column_index(
-                            &c,
-                            header,
-                            file_label,
-                            &format!("{at}.template"),
-                            errors,
-                        )),
+                        TemplatePart::Col(c) => Part::Col(col(&c, "template", errors)),
                     })
                     .collect(),
             ),
@@ -431,7 +676,7 @@ fn compile_field(
                 errors.push(format!("{at}.template"), e);
                 Input::Const(String::new())
             }
-        },
+        }
     };
     let ty = match FieldType::parse(&f.type_name) {
         Ok(t) => t,
@@ -611,6 +856,21 @@ fn compile_field(
     if f.max_length == Some(0) {
         errors.push(format!("{at}.max_length"), "must be at least 1");
     }
+    match (&f.generate, ty) {
+        (Some(Generate::Sequence), t) if t != FieldType::Integer => errors.push(
+            format!("{at}.type"),
+            format!("generate = \"sequence\" makes integers; the field's type is {t}"),
+        ),
+        (Some(Generate::Hash(_)), t)
+            if !matches!(t, FieldType::Integer | FieldType::Uuid | FieldType::Text) =>
+        {
+            errors.push(
+                format!("{at}.type"),
+                format!("a hash key is an integer, a uuid or text; the field's type is {t}"),
+            )
+        }
+        _ => {}
+    }
     let plan = FieldPlan {
         name: f.name.clone(),
         ty,
@@ -630,6 +890,8 @@ fn compile_field(
             entity: r.entity.clone(),
             orphans: r.orphans,
             salesforce_ids: r.salesforce_ids,
+            defer: r.defer,
+            out_ty: ty,
             index: None,
         }),
     };

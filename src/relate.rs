@@ -123,6 +123,8 @@ pub fn order(m: &Mapping) -> Result<Vec<usize>, String> {
                 .fields
                 .iter()
                 .filter_map(|f| f.references.as_ref())
+                // A deferred reference is set by an update after every entity has run: no order needed.
+                .filter(|r| !r.defer)
                 .filter_map(|r| index.get(r.entity.as_str()).copied())
                 .collect();
             p.sort_unstable();
@@ -169,7 +171,7 @@ pub fn order(m: &Mapping) -> Result<Vec<usize>, String> {
                 .map(|&k| m.entities[k].name.as_str())
                 .collect();
             return Err(format!(
-                "the references form a cycle: {} (each entity must run after the entities it references; reference cycles, such as an account's parent account, are not resolved yet: map that field without `references`)",
+                "the references form a cycle: {} (each entity must run after the entities it references: break the cycle with `defer = true` on one of these references, which writes it as null first and sets it from `<entity>.updates.csv` afterwards)",
                 names.join(" -> ")
             ));
         }

@@ -4,13 +4,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::defer::{spill_path, Spill};
 use crate::error::{FatalError, SpecErrors};
 use crate::load;
+use crate::manifest::UpdatesEntry;
 use crate::manifest::{self, EntityEntry, FileRef, InputEntry, Manifest, OutputEntry};
-use crate::pipeline::{pump, EntityState, RejectSink};
+use crate::map::Reject;
+use crate::pipeline::{pump, Dups, EntityState, RejectSink};
 use crate::plan::compile_entity;
 use crate::plan::{columns_used, xml_out};
 use crate::read::{expand, open_input, InputKind};
+use crate::relate::{salesforce_15, text_key};
+use crate::spec::{Duplicates, Entity, Orphans};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,6 +32,8 @@ pub struct RunOptions {
     pub threads: usize,
     pub format: Option<OutputFormat>,
     pub max_rejects: u64,
+    /// Run everything but the writing: no output folder, no files.
+    pub dry_run: bool,
 }
 
 /// The outcome of a complete run.
@@ -35,6 +42,8 @@ pub struct RunResult {
     pub manifest: Manifest,
     /// More records were rejected than allowed: exit code 1.
     pub over_limit: bool,
+    /// Per entity, in run order: the first rejects (dry runs only).
+    pub samples: Vec<(String, Vec<(String, Reject)>)>,
 }
 
 /// Validates the parts of a mapping that need no input file; all problems at once.
@@ -76,13 +85,30 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
         }
         for (j, f) in e.fields.iter().enumerate() {
             if let Some(r) = &f.references {
-                check_reference(
-                    m,
-                    r,
-                    &format!("entities[{i}].fields[{j}].references"),
-                    errors,
-                );
+                let at = format!("entities[{i}].fields[{j}].references");
+                check_reference(m, r, &at, errors);
+                if r.defer && r.orphans == Orphans::Reject {
+                    errors.push(
+                        format!("{at}.orphans"),
+                        "a deferred reference is resolved after its record is written, so it cannot reject the record: use orphans = \"null\" or \"keep\"",
+                    );
+                }
+                if r.defer && e.primary_key.len() != 1 {
+                    errors.push(
+                        format!("{at}.defer"),
+                        format!("the updates of a deferred reference address rows by primary key: entity {:?} needs a primary key of one field", e.name),
+                    );
+                }
             }
+        }
+        if e.duplicates != Duplicates::First
+            && e.primary_key.is_empty()
+            && !e.fields.iter().any(|f| f.unique)
+        {
+            errors.push(
+                format!("entities[{i}].duplicates"),
+                "duplicates applies to the primary key and unique fields, and this entity has neither",
+            );
         }
         if !m.sources.contains_key(&e.source) {
             errors.push(
@@ -209,6 +235,198 @@ fn prepare_out(out: &Path) -> Result<(), FatalError> {
     Ok(())
 }
 
+/// Everything the entities of one run share.
+struct Ctx<'a> {
+    m: &'a Mapping,
+    base: PathBuf,
+    opts: &'a RunOptions,
+    pool: rayon::ThreadPool,
+}
+
+/// What one pass over an entity's files produced.
+struct EntityOutput {
+    state: EntityState,
+    inputs: Vec<InputEntry>,
+    format: OutputFormat,
+    out_name: String,
+    output: Option<OutputEntry>,
+    rejects: Option<OutputEntry>,
+}
+
+/// Reads every file of entity `i` through its plan. `write` false: a pass that writes nothing (the
+/// duplicate pre-pass, or a dry run), with rejects only counted.
+fn run_entity(
+    cx: &Ctx<'_>,
+    i: usize,
+    indexes: &HashMap<(String, String, bool), Arc<KeyIndex>>,
+    mut state: EntityState,
+    write: bool,
+) -> Result<EntityOutput, FatalError> {
+    let (m, opts, base) = (cx.m, cx.opts, &cx.base);
+    let entity = &m.entities[i];
+    let source = &m.sources[&entity.source];
+    let specs = index_specs(m, entity);
+    let kind = InputKind::of(source)
+        .map_err(|_| FatalError::Internal("source validated earlier".into()))?;
+    let files = expand(base, &source.path).map_err(FatalError::Usage)?;
+    if files.is_empty() {
+        return Err(FatalError::NoInput {
+            source_name: entity.source.clone(),
+            pattern: display_path(base, &base.join(&source.path)),
+        });
+    }
+    let format = opts.format.or(entity.format).unwrap_or_default();
+    let out_name = format!("{}.{}", entity.name, format.extension());
+    let rejects_name = format!("rejects/{}.csv", entity.name);
+    let mut writer: Option<RowWriter> = None;
+    let mut rejects = RejectsWriter::new(opts.out.join(&rejects_name));
+    let mut inputs = Vec::new();
+    let mut records_before = 0u64;
+    for file in &files {
+        let display = display_path(base, file);
+        let opened = open_input(
+            file,
+            &display,
+            source.encoding,
+            &kind,
+            source.max_record_bytes,
+        )?;
+        let header = if kind.has_header() {
+            opened.header.clone()
+        } else {
+            columns_used(entity)
+        };
+        let mut errs = SpecErrors::default();
+        let plan = compile_entity(
+            entity,
+            source,
+            Some(&header),
+            &display,
+            &format!("entities[{i}]"),
+            &mut errs,
+        );
+        let Some(mut plan) = plan.filter(|_| errs.is_empty()) else {
+            return Err(FatalError::Spec(errs));
+        };
+        plan.format = format;
+        plan.seq_base = records_before;
+        attach_relations(m, &mut plan, entity, &specs, indexes)?;
+        if format == OutputFormat::Xml && plan.xml.is_none() {
+            let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
+            plan.xml = Some(xml_out(
+                entity.xml_root.as_deref(),
+                entity.xml_record.as_deref(),
+                &names,
+            ));
+        }
+        if writer.is_none() {
+            let sink = if write {
+                Sink::File(Box::new(AtomicFile::create(&opts.out.join(&out_name))?))
+            } else {
+                Sink::Discard
+            };
+            writer = Some(RowWriter::new(
+                sink,
+                format,
+                &encode::header(&plan),
+                encode::footer(&plan),
+            )?);
+        }
+        let w = writer
+            .as_mut()
+            .ok_or_else(|| FatalError::Internal("writer".into()))?;
+        let size = std::fs::metadata(file).ok().map(|md| md.len());
+        let sink = if write {
+            RejectSink::File(&mut rejects)
+        } else {
+            RejectSink::Count
+        };
+        pump(
+            opened.reader,
+            &plan,
+            &display,
+            &cx.pool,
+            w,
+            sink,
+            &mut state,
+            size,
+        )?;
+        // Sequence keys continue over the source's files (a nested entity has none: `state.read`
+        // counts its children there).
+        records_before = state.read;
+        let (bytes, blake3) = opened.hash.result();
+        if !inputs.iter().any(|x: &InputEntry| x.path == display) {
+            inputs.push(InputEntry {
+                path: display,
+                bytes,
+                blake3,
+                encoding: opened.sniffed.to_string(),
+            });
+        }
+    }
+    let writer = writer.ok_or_else(|| FatalError::Internal("no writer".into()))?;
+    let rows = writer.rows;
+    let output = writer.finish()?.map(|(bytes, blake3)| OutputEntry {
+        path: out_name.clone(),
+        bytes,
+        rows,
+        blake3,
+    });
+    let reject_rows = rejects.rows;
+    let rejects = rejects.finish()?.map(|(bytes, blake3)| OutputEntry {
+        path: rejects_name,
+        bytes,
+        rows: reject_rows,
+        blake3,
+    });
+    if state.read != state.written + state.rejected {
+        return Err(FatalError::Internal(format!(
+            "entity {:?}: read {} != written {} + rejected {}",
+            entity.name, state.read, state.written, state.rejected
+        )));
+    }
+    Ok(EntityOutput {
+        state,
+        inputs,
+        format,
+        out_name,
+        output,
+        rejects,
+    })
+}
+
+/// The state an entity starts with: its duplicate policy, after a pre-pass that collects the keys when
+/// the policy needs them, and a spill for its deferred references.
+fn initial_state(
+    cx: &Ctx<'_>,
+    i: usize,
+    indexes: &HashMap<(String, String, bool), Arc<KeyIndex>>,
+) -> Result<EntityState, FatalError> {
+    let entity = &cx.m.entities[i];
+    let mut state = EntityState::default();
+    if entity.duplicates != Duplicates::First {
+        let mut pre = EntityState::default();
+        pre.dups = Dups::Collect(Vec::new());
+        let done = run_entity(cx, i, indexes, pre, false)?;
+        let Dups::Collect(sets) = done.state.dups else {
+            return Err(FatalError::Internal("duplicate pre-pass".into()));
+        };
+        state.dups = match entity.duplicates {
+            Duplicates::Last => Dups::Last(sets),
+            _ => Dups::Shared(sets),
+        };
+    }
+    let deferred = entity
+        .fields
+        .iter()
+        .any(|f| f.references.as_ref().is_some_and(|r| r.defer));
+    if deferred {
+        let out = (!cx.opts.dry_run).then_some(cx.opts.out.as_path());
+        state.spill = Some(Spill::create(spill_path(out, &entity.name))?);
+    }
+    Ok(state)
+}
+
 /// Runs a mapping to completion.
 pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     let started = jiff::Timestamp::now();
@@ -240,153 +458,90 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         .num_threads(opts.threads)
         .build()
         .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
-    prepare_out(&opts.out)?;
+    if !opts.dry_run {
+        prepare_out(&opts.out)?;
+    }
+    let cx = Ctx {
+        m,
+        base,
+        opts,
+        pool,
+    };
 
     let mut inputs: Vec<InputEntry> = Vec::new();
     let mut outputs: Vec<OutputEntry> = Vec::new();
     let mut entities: Vec<EntityEntry> = Vec::new();
+    let mut samples = Vec::new();
+    let mut spills: Vec<(usize, Spill)> = Vec::new();
     // Indexes left by parents for their children: (entity, field, salesforce_ids) -> index.
     let mut indexes: HashMap<(String, String, bool), Arc<KeyIndex>> = HashMap::new();
     for &i in &order {
         let entity = &m.entities[i];
-        let source = &m.sources[&entity.source];
+        let state = initial_state(&cx, i, &indexes)?;
+        let done = run_entity(&cx, i, &indexes, state, !opts.dry_run)?;
+        let mut state = done.state;
+        for input in done.inputs {
+            if !inputs.iter().any(|x| x.path == input.path) {
+                inputs.push(input);
+            }
+        }
+        outputs.extend(done.output);
+        let rejects_file = done.rejects.as_ref().map(|r| r.path.clone());
+        outputs.extend(done.rejects);
         let specs = index_specs(m, entity);
-        let kind = InputKind::of(source)
-            .map_err(|_| FatalError::Internal("source validated earlier".into()))?;
-        let files = expand(&base, &source.path).map_err(FatalError::Usage)?;
-        if files.is_empty() {
-            return Err(FatalError::NoInput {
-                source_name: entity.source.clone(),
-                pattern: display_path(&base, &base.join(&source.path)),
-            });
-        }
-        let format = opts.format.or(entity.format).unwrap_or_default();
-        let out_name = format!("{}.{}", entity.name, format.extension());
-        let rejects_name = format!("rejects/{}.csv", entity.name);
-        let mut writer: Option<RowWriter> = None;
-        let mut rejects = RejectsWriter::new(opts.out.join(&rejects_name));
-        let mut state = EntityState::default();
-        for file in &files {
-            let display = display_path(&base, file);
-            let opened = open_input(
-                file,
-                &display,
-                source.encoding,
-                &kind,
-                source.max_record_bytes,
-            )?;
-            let header = if kind.has_header() {
-                opened.header.clone()
-            } else {
-                columns_used(entity)
-            };
-            let mut errs = SpecErrors::default();
-            let plan = compile_entity(
-                entity,
-                source,
-                Some(&header),
-                &display,
-                &format!("entities[{i}]"),
-                &mut errs,
-            );
-            let Some(mut plan) = plan.filter(|_| errs.is_empty()) else {
-                return Err(FatalError::Spec(errs));
-            };
-            plan.format = format;
-            attach_relations(m, &mut plan, entity, &specs, &indexes)?;
-            if format == OutputFormat::Xml && plan.xml.is_none() {
-                let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
-                plan.xml = Some(xml_out(
-                    entity.xml_root.as_deref(),
-                    entity.xml_record.as_deref(),
-                    &names,
-                ));
-            }
-            if writer.is_none() {
-                let sink = Sink::File(Box::new(AtomicFile::create(&opts.out.join(&out_name))?));
-                writer = Some(RowWriter::new(
-                    sink,
-                    format,
-                    &encode::header(&plan),
-                    encode::footer(&plan),
-                )?);
-            }
-            let w = writer
-                .as_mut()
-                .ok_or_else(|| FatalError::Internal("writer".into()))?;
-            let size = std::fs::metadata(file).ok().map(|md| md.len());
-            pump(
-                opened.reader,
-                &plan,
-                &display,
-                &pool,
-                w,
-                RejectSink::File(&mut rejects),
-                &mut state,
-                size,
-            )?;
-            let (bytes, blake3) = opened.hash.result();
-            if !inputs.iter().any(|x| x.path == display) {
-                inputs.push(InputEntry {
-                    path: display,
-                    bytes,
-                    blake3,
-                    encoding: opened.sniffed.to_string(),
-                });
-            }
-        }
-        let writer = writer.ok_or_else(|| FatalError::Internal("no writer".into()))?;
-        let rows = writer.rows;
-        if let Some((bytes, blake3)) = writer.finish()? {
-            outputs.push(OutputEntry {
-                path: out_name.clone(),
-                bytes,
-                rows,
-                blake3,
-            });
-        }
-        let reject_rows = rejects.rows;
-        let rejects_file = match rejects.finish()? {
-            Some((bytes, blake3)) => {
-                outputs.push(OutputEntry {
-                    path: rejects_name.clone(),
-                    bytes,
-                    rows: reject_rows,
-                    blake3,
-                });
-                Some(rejects_name)
-            }
-            None => None,
-        };
-        if state.read != state.written + state.rejected {
-            return Err(FatalError::Internal(format!(
-                "entity {:?}: read {} != written {} + rejected {}",
-                entity.name, state.read, state.written, state.rejected
-            )));
-        }
         for (k, ix) in std::mem::take(&mut state.indexes).into_iter().enumerate() {
             if let Some((by, sf)) = specs.get(k) {
                 indexes.insert((entity.name.clone(), by.clone(), *sf), Arc::new(ix));
             }
         }
+        if let Some(spill) = state.spill.take() {
+            spills.push((entities.len(), spill));
+        }
+        samples.push((entity.name.clone(), std::mem::take(&mut state.samples)));
         entities.push(EntityEntry {
             name: entity.name.clone(),
             source: entity.source.clone(),
-            format: format.extension().to_string(),
-            output: out_name,
+            format: done.format.extension().to_string(),
+            output: done.out_name,
             read: state.read,
             written: state.written,
             rejected: state.rejected,
             rejects_by_reason: state.by_reason,
             rejects_file,
             orphans: state.orphans,
+            unmapped: state.unmapped,
+            updates: None,
         });
     }
-    let checksums = manifest::write_checksums(&opts.out, &outputs)?;
+    // Deferred references resolve once every entity has run, against the complete indexes.
+    for (e, mut spill) in spills {
+        let Some(i) = m.entities.iter().position(|x| x.name == entities[e].name) else {
+            continue;
+        };
+        let out = (!opts.dry_run).then_some(opts.out.as_path());
+        let (updates, file) = write_updates(
+            m,
+            &m.entities[i],
+            &mut spill,
+            &indexes,
+            out,
+            &mut entities[e],
+        )?;
+        entities[e].updates = updates;
+        outputs.extend(file);
+    }
     let read = entities.iter().map(|e| e.read).sum();
     let written = entities.iter().map(|e| e.written).sum();
     let rejected: u64 = entities.iter().map(|e| e.rejected).sum();
     let over_limit = rejected > opts.max_rejects;
+    let checksums = if opts.dry_run {
+        FileRef {
+            path: String::new(),
+            blake3: String::new(),
+        }
+    } else {
+        manifest::write_checksums(&opts.out, &outputs)?
+    };
     let manifest = Manifest {
         tool: "crm-etl".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -412,11 +567,116 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         .into(),
         checksums,
     };
-    manifest::write_manifest(&opts.out, &manifest)?;
+    if !opts.dry_run {
+        manifest::write_manifest(&opts.out, &manifest)?;
+    }
     Ok(RunResult {
         manifest,
         over_limit,
+        samples,
     })
+}
+
+/// Resolves an entity's deferred references and writes `<entity>.updates.csv`: its primary key, then
+/// each deferred field (the parent's key, or empty when the value had no parent and orphans are null).
+/// Rows whose every value was an orphan made null are left out.
+fn write_updates(
+    m: &Mapping,
+    entity: &Entity,
+    spill: &mut Spill,
+    indexes: &HashMap<(String, String, bool), Arc<KeyIndex>>,
+    out: Option<&Path>,
+    entry: &mut EntityEntry,
+) -> Result<(Option<UpdatesEntry>, Option<OutputEntry>), FatalError> {
+    let deferred: Vec<usize> = entity
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.references.as_ref().is_some_and(|r| r.defer))
+        .map(|(i, _)| i)
+        .collect();
+    let pk = entity.primary_key.first().cloned().unwrap_or_default();
+    let mut columns = vec![pk];
+    columns.extend(deferred.iter().map(|&i| entity.fields[i].name.clone()));
+    let name = format!("{}.updates.csv", entity.name);
+    let mut w = match out {
+        Some(dir) => Some(
+            csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(AtomicFile::create(&dir.join(&name))?),
+        ),
+        None => None,
+    };
+    let csv_err = |e: csv::Error| FatalError::io(&name, std::io::Error::other(e));
+    if let Some(w) = w.as_mut() {
+        w.write_record(&columns).map_err(csv_err)?;
+    }
+    let mut rows = 0u64;
+    let mut cells: Vec<Option<String>> = vec![None; deferred.len()];
+    spill.replay(|key, values| {
+        cells.iter_mut().for_each(|c| *c = None);
+        for (field, value) in values {
+            let f = &entity.fields[*field];
+            let Some(r) = &f.references else { continue };
+            let by = r.by.clone().or_else(|| {
+                m.entities
+                    .iter()
+                    .find(|p| p.name == r.entity)
+                    .and_then(|p| p.primary_key.first().cloned())
+            });
+            let ix = indexes
+                .get(&(r.entity.clone(), by.unwrap_or_default(), r.salesforce_ids))
+                .ok_or_else(|| FatalError::Internal(format!("no index of {:?}", r.entity)))?;
+            let found = ix.get(text_key(value)).or_else(|| {
+                r.salesforce_ids
+                    .then(|| salesforce_15(value))
+                    .flatten()
+                    .and_then(|short| ix.get(text_key(short)))
+            });
+            let slot = deferred.iter().position(|d| d == field).unwrap_or(0);
+            cells[slot] = match found {
+                Some(Some(target)) => Some(target.to_string()),
+                Some(None) => Some(value.clone()),
+                None => {
+                    *entry.orphans.entry(f.name.clone()).or_default() += 1;
+                    (r.orphans == Orphans::Keep).then(|| value.clone())
+                }
+            };
+        }
+        if cells.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        rows += 1;
+        if let Some(w) = w.as_mut() {
+            let mut rec: Vec<&str> = vec![key];
+            rec.extend(cells.iter().map(|c| c.as_deref().unwrap_or("")));
+            w.write_record(&rec).map_err(csv_err)?;
+        }
+        Ok(())
+    })?;
+    let file = match w {
+        Some(w) => {
+            let f = w
+                .into_inner()
+                .map_err(|e| FatalError::io(&name, std::io::Error::other(e.to_string())))?;
+            let (bytes, blake3) = f.finish()?;
+            Some(OutputEntry {
+                path: name.clone(),
+                bytes,
+                rows,
+                blake3,
+            })
+        }
+        None => None,
+    };
+    Ok((
+        Some(UpdatesEntry {
+            file: name,
+            rows,
+            columns,
+        }),
+        file,
+    ))
 }
 
 /// Tells a plan which of its fields to index for its children, and gives its reference fields the
@@ -449,6 +709,18 @@ fn attach_relations(
         let (Some(rp), Some(r)) = (fp.reference.as_mut(), f.references.as_ref()) else {
             continue;
         };
+        let parent = m.entities.iter().find(|p| p.name == r.entity);
+        if let Some(pk) = parent.and_then(|p| {
+            p.fields
+                .iter()
+                .find(|x| Some(&x.name) == p.primary_key.first())
+        }) {
+            rp.out_ty = crate::types::FieldType::parse(&pk.type_name).unwrap_or(fp.ty);
+        }
+        if r.defer {
+            // Resolved from the spill once every entity has run.
+            continue;
+        }
         let by = r.by.clone().or_else(|| {
             m.entities
                 .iter()
@@ -475,10 +747,26 @@ fn plan_lines(m: &Mapping, order: &[usize]) -> Vec<String> {
     for (n, &i) in order.iter().enumerate() {
         let e = &m.entities[i];
         lines.push(format!(
-            "  {}. {} (from source {:?})",
+            "  {}. {} (from source {:?}{}{})",
             n + 1,
             e.name,
-            e.source
+            e.source,
+            match &e.nested {
+                Some(nest) => match (&nest.path, &nest.split) {
+                    (Some(p), _) => format!(", one record per element at {p:?}"),
+                    (_, Some(c)) => format!(
+                        ", one record per {:?}-separated part of {c:?}",
+                        nest.separator
+                    ),
+                    _ => String::new(),
+                },
+                None => String::new(),
+            },
+            match e.duplicates {
+                Duplicates::First => "",
+                Duplicates::Last => ", duplicate keys: last kept",
+                Duplicates::Reject => ", duplicate keys: all rejected",
+            }
         ));
         for f in &e.fields {
             let Some(r) = &f.references else { continue };
@@ -506,6 +794,13 @@ fn plan_lines(m: &Mapping, order: &[usize]) -> Vec<String> {
                     crate::spec::Orphans::Keep => "keep",
                 }
             ));
+            if r.defer {
+                lines.push(format!(
+                    "        deferred (breaks the cycle{}): written as null, then set from {}.updates.csv after every entity has run",
+                    if r.entity == e.name { " of a self-reference" } else { "" },
+                    e.name
+                ));
+            }
         }
     }
     lines

@@ -199,8 +199,54 @@ pub struct Entity {
     /// Field names forming the primary key: each must be non-null, and the combination unique.
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// Records whose primary key (or a `unique` field) repeats an earlier record's: keep the first, keep
+    /// the last, or reject every record that shares the key. The others go to rejects with reason
+    /// `duplicate`. `last` and `reject` read the source twice (once for the keys).
+    #[serde(default)]
+    pub duplicates: Duplicates,
+    /// Makes this a child entity: one record per element of a nested array or repeated element, or per
+    /// part of a multi-value field, in each record of the source. Fields then read the element
+    /// (`column`), the enclosing record (`parent`) and the element's position (`ordinal = true`).
+    #[serde(default)]
+    pub nested: Option<Nested>,
     /// Target fields, in output order.
     pub fields: Vec<Field>,
+}
+
+/// Policy for records that repeat a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Duplicates {
+    /// Keep the first record with a key; reject the later ones.
+    #[default]
+    First,
+    /// Keep the last record with a key (a later export line corrects an earlier one); reject the earlier
+    /// ones.
+    Last,
+    /// Reject every record whose key is shared, the first one included.
+    Reject,
+}
+
+/// Where the child records of a nested entity are, inside each record of its source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Nested {
+    /// JSON: key path of the child array inside the record (`Contacts.records`); XML: element path of the
+    /// repeated child element inside the record (`Lines/Line`, `targetids/targetid`). A record without it
+    /// has no children.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A multi-value field of the record (a multi-select picklist `A;B;C`): one child per part, trimmed,
+    /// empty parts skipped. The part is read as the column `value`.
+    #[serde(default)]
+    pub split: Option<String>,
+    /// Separator of `split`'s parts.
+    #[serde(default = "semicolon")]
+    pub separator: String,
+}
+
+fn semicolon() -> String {
+    ";".into()
 }
 
 /// Output file formats.
@@ -247,6 +293,18 @@ pub struct Field {
     /// Null columns count as empty; the result is null when every referenced column is null.
     #[serde(default)]
     pub template: Option<String>,
+    /// Nested entities: a column of the enclosing (parent) record, such as its key.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Nested entities: the element's position among its siblings, from 1.
+    #[serde(default)]
+    pub ordinal: bool,
+    /// A generated surrogate key: `"sequence"` (the record's number in the source, from 1, counted over
+    /// all its files; a rejected record leaves a gap, so a key never depends on another record's fate) or
+    /// `{ hash = ["Email"] }` (a stable BLAKE3 hash of the natural-key columns: an `integer` field gets
+    /// 63 bits, a `uuid` field a version-8 UUID, a `text` field 32 hex digits).
+    #[serde(default)]
+    pub generate: Option<Generate>,
     /// Type: `text`, `integer`, `decimal(P,S)`, `float`, `boolean`, `date`, `time`, `timestamp`,
     /// `timestamptz`, `uuid` or `json`.
     #[serde(default = "text", rename = "type")]
@@ -341,6 +399,21 @@ pub struct Reference {
     /// when the last 3 are the right case checksum), in either direction.
     #[serde(default)]
     pub salesforce_ids: bool,
+    /// Write this field as null first and set it afterwards from `<entity>.updates.csv` (key, field),
+    /// resolved once the parent has run. This breaks cycles: a reference to the entity itself
+    /// (`Account.ParentId`) or one of a pair (Account <-> Contact). Orphans must then be `null` or `keep`.
+    #[serde(default)]
+    pub defer: bool,
+}
+
+/// How a surrogate key is generated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Generate {
+    /// The record's number in its source, from 1.
+    Sequence,
+    /// A BLAKE3 hash of these columns' values as read.
+    Hash(Vec<String>),
 }
 
 /// Policy for reference values with no parent.

@@ -75,6 +75,13 @@ impl<R: Read> JsonSplitter<R> {
         }
     }
 
+    /// A document without the record path has no records instead of being an error (the children of a
+    /// record, which a record may lack).
+    pub fn allow_missing(mut self) -> Self {
+        self.found = true;
+        self
+    }
+
     fn err(&mut self, message: impl Into<String>) -> FatalError {
         let i = self.i.min(self.f.end);
         self.f.error(i, 0, message)

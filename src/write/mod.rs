@@ -90,10 +90,11 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Where rows go: an atomic file, or standard output (for `convert -o -`).
+/// Where rows go: an atomic file, standard output (for `convert -o -`), or nowhere (a dry run).
 pub enum Sink {
     File(Box<AtomicFile>),
     Stdout(BufWriter<std::io::Stdout>),
+    Discard,
 }
 
 impl Sink {
@@ -101,6 +102,7 @@ impl Sink {
         match self {
             Sink::File(f) => f.write_bytes(b),
             Sink::Stdout(w) => w.write_all(b).map_err(|e| FatalError::io("<stdout>", e)),
+            Sink::Discard => Ok(()),
         }
     }
 }
@@ -166,6 +168,7 @@ impl RowWriter {
                 w.flush().map_err(|e| FatalError::io("<stdout>", e))?;
                 Ok(None)
             }
+            Sink::Discard => Ok(None),
         }
     }
 }
