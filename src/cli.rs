@@ -15,6 +15,58 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A load-script target on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TargetArg {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+impl From<TargetArg> for crate::spec::Dialect {
+    fn from(t: TargetArg) -> Self {
+        match t {
+            TargetArg::Postgres => crate::spec::Dialect::Postgres,
+            TargetArg::Mysql => crate::spec::Dialect::Mysql,
+            TargetArg::Sqlite => crate::spec::Dialect::Sqlite,
+        }
+    }
+}
+
+/// `--ddl`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DdlArg {
+    Create,
+    Recreate,
+    None,
+}
+
+impl From<DdlArg> for crate::spec::Ddl {
+    fn from(d: DdlArg) -> Self {
+        match d {
+            DdlArg::Create => crate::spec::Ddl::Create,
+            DdlArg::Recreate => crate::spec::Ddl::Recreate,
+            DdlArg::None => crate::spec::Ddl::None,
+        }
+    }
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Insert,
+    Upsert,
+}
+
+impl From<ModeArg> for crate::spec::LoadMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Insert => crate::spec::LoadMode::Insert,
+            ModeArg::Upsert => crate::spec::LoadMode::Upsert,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a mapping: typed output per entity, rejects, checksums.b3 and manifest.json in --out.
@@ -33,6 +85,16 @@ pub enum Command {
         /// written and rejected, orphans, unmapped values and a few sample rejects.
         #[arg(long)]
         dry_run: bool,
+        /// Databases to write bulk-load scripts for (in DIR/load/<dialect>/), overriding the mapping's
+        /// `targets`.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        target: Option<Vec<TargetArg>>,
+        /// Load scripts: create missing tables, drop and recreate them, or use existing ones.
+        #[arg(long, value_enum)]
+        ddl: Option<DdlArg>,
+        /// Load scripts: plain inserts, or upserts by primary key.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
         /// Worker threads for mapping. Default: RAYON_NUM_THREADS, else all cores. Output is the same for any value.
         #[arg(long)]
         threads: Option<usize>,

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::error::FatalError;
-use crate::pipeline::{pump, EntityState, RejectSink};
+use crate::pipeline::{pump, EntityState, Outputs, RejectSink};
 use crate::plan::{xml_out, Cast, EntityPlan, Extract, FieldPlan, Input};
 use crate::read::csv::{Batch, Dialect};
 use crate::read::json::{self, JsonLayout, JsonPaths};
@@ -164,6 +164,10 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         seq_base: 0,
         nested: None,
         deferred: Vec::new(),
+        targets: Vec::new(),
+        target_types: Vec::new(),
+        no_nul: false,
+        digest: false,
     };
     let sink = if opts.output == "-" {
         Sink::Stdout(std::io::BufWriter::with_capacity(
@@ -173,7 +177,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     } else {
         Sink::File(Box::new(AtomicFile::create(Path::new(&opts.output))?))
     };
-    let mut writer = RowWriter::new(sink, opts.to, &encode::header(&plan), encode::footer(&plan))?;
+    let writer = RowWriter::new(sink, opts.to, &encode::header(&plan), encode::footer(&plan))?;
+    let mut outputs = Outputs::new(writer);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -184,13 +189,13 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         &plan,
         &opts.input,
         &pool,
-        &mut writer,
+        &mut outputs,
         RejectSink::Fatal,
         &mut state,
         None,
     )?;
-    let rows = writer.rows;
-    writer.finish()?;
+    let rows = outputs.main.rows;
+    outputs.main.finish()?;
     Ok(rows)
 }
 

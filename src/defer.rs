@@ -30,8 +30,14 @@ impl Spill {
         })
     }
 
-    /// Adds one row: its primary key and (field, value) pairs.
-    pub fn push(&mut self, pk: &str, values: &[(usize, &str)]) -> Result<(), FatalError> {
+    /// Adds one row: its primary key, (field, value) pairs, and its digest material as written (with
+    /// the deferred fields null), so the entity's digest can be corrected once they are set.
+    pub fn push(
+        &mut self,
+        pk: &str,
+        values: &[(usize, &str)],
+        material: &[u8],
+    ) -> Result<(), FatalError> {
         let Some(w) = self.w.as_mut() else {
             return Err(FatalError::Internal("spill already read".into()));
         };
@@ -45,16 +51,18 @@ impl Spill {
                 put(&(v.len() as u64).to_le_bytes())?;
                 put(v.as_bytes())?;
             }
+            put(&(material.len() as u64).to_le_bytes())?;
+            put(material)?;
             Ok(())
         })();
         self.rows += 1;
         res.map_err(|e| FatalError::io(&self.path, e))
     }
 
-    /// Reads the rows back in order: `each(pk, values)`.
+    /// Reads the rows back in order: `each(pk, values, material)`.
     pub fn replay(
         &mut self,
-        mut each: impl FnMut(&str, &[(usize, String)]) -> Result<(), FatalError>,
+        mut each: impl FnMut(&str, &[(usize, String)], &[u8]) -> Result<(), FatalError>,
     ) -> Result<(), FatalError> {
         if let Some(w) = self.w.take() {
             w.into_inner()
@@ -72,7 +80,10 @@ impl Spill {
                 let field = read_u64(&mut r).map_err(io)? as usize;
                 values.push((field, read_text(&mut r).map_err(io)?));
             }
-            each(&pk, &values)?;
+            let n = read_u64(&mut r).map_err(io)? as usize;
+            let mut material = vec![0u8; n];
+            r.read_exact(&mut material).map_err(io)?;
+            each(&pk, &values, &material)?;
         }
         Ok(())
     }

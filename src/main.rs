@@ -31,6 +31,9 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             max_rejects,
             quiet,
             dry_run,
+            target,
+            ddl,
+            mode,
         } => {
             let opts = run::RunOptions {
                 mapping,
@@ -39,6 +42,9 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 format: format.map(Into::into),
                 max_rejects,
                 dry_run,
+                targets: target.map(|ts| ts.into_iter().map(Into::into).collect()),
+                ddl: ddl.map(Into::into),
+                mode: mode.map(Into::into),
             };
             let res = run::run(&opts)?;
             if dry_run {

@@ -64,6 +64,10 @@ pub struct EntityEntry {
     /// Deferred references: the updates file that sets them after the inserts, and its rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<UpdatesEntry>,
+    /// Order-independent digest of the written rows as they end up (deferred references set), which
+    /// `crm-etl digest` recomputes from a database's export of the table.
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// An entity's updates file: rows that set deferred references once every row is loaded.

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::cast;
+use crate::digest;
 use crate::error::{FieldError, RejectCode};
 use crate::plan::{
     Cast, Children, EntityPlan, Extract, FieldPlan, Input, NestedPlan, Part, RefPlan, Step,
@@ -13,7 +14,9 @@ use crate::read::json::{self, Extracted, RecordError};
 use crate::read::xml;
 use crate::relate::{salesforce_15, text_key};
 use crate::spec::Orphans;
+use crate::spec::OutputFormat;
 use crate::spec::{Ragged, Unmapped};
+use crate::target;
 use crate::types::FieldType;
 use crate::write::encode::{encode_row, Cell};
 
@@ -58,9 +61,23 @@ pub struct MappedChunk {
     pub unmapped: Vec<u64>,
     /// Nested entities: per row, the record (index in the chunk) it came from and its ordinal.
     pub origin: Vec<(u32, u32)>,
-    /// Values of deferred references of written rows, in row order; text in `deferred_texts`.
+    /// Values of deferred references of written rows, in row order; text in `deferred_texts`, and the
+    /// rows' digest material in `materials`.
     pub deferred: Vec<Deferred>,
     pub deferred_texts: String,
+    pub materials: Vec<u8>,
+    /// Per row: the hash of its digest material (zero for a rejected row).
+    pub hashes: Vec<[u64; 4]>,
+    /// Per load target: encoded rows.
+    pub targets: Vec<TargetRows>,
+}
+
+/// One load target's encoded rows of a chunk.
+#[derive(Debug, Default)]
+pub struct TargetRows {
+    pub out: Vec<u8>,
+    /// Per row: where its bytes end (a rejected row has none: its end is the previous one's).
+    pub ends: Vec<usize>,
 }
 
 /// A deferred reference value of a written row: set by an update once the parent has run.
@@ -70,6 +87,8 @@ pub struct Deferred {
     pub row: usize,
     pub field: usize,
     pub text: (usize, usize),
+    /// The row's digest material in `MappedChunk::materials`.
+    pub material: (usize, usize),
 }
 
 /// Column indices with this bit set name a parent column of a nested entity.
@@ -95,10 +114,13 @@ struct Scratch {
     at: Option<usize>,
     /// Fields of this record whose reference was an orphan (written as null or kept).
     orphan_fields: Vec<usize>,
-    /// Deferred reference values of this record: (field, start, end) in `text`.
-    deferred: Vec<(usize, usize, usize)>,
+    /// Deferred reference values of this record: (field, start, end) in `text`, and where the row's
+    /// digest material went.
+    deferred: Vec<(usize, usize, usize, (usize, usize))>,
     /// Fields of this record whose value was not in the value map, under a policy that keeps the record.
     unmapped_fields: Vec<usize>,
+    /// Digest material of the record, when the output is not it already.
+    material: Vec<u8>,
 }
 
 /// Maps records `recs` of `batch`.
@@ -108,6 +130,9 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
         rows: Vec::with_capacity(recs.len()),
         ..MappedChunk::default()
     };
+    chunk
+        .targets
+        .resize_with(plan.targets.len(), TargetRows::default);
     let mut sc = Scratch::default();
     if let Some(n) = &plan.nested {
         for (k, m) in recs.iter().enumerate() {
@@ -156,7 +181,30 @@ fn finish(
     chunk: &mut MappedChunk,
 ) {
     if sc.errors.is_empty() {
+        let row_start = chunk.out.len();
         encode_row(plan, &sc.cells, &sc.text, &mut chunk.out);
+        if plan.digest {
+            // The CSV output row is the digest material itself; other formats build it.
+            let material: &[u8] = if plan.format == OutputFormat::Csv && plan.quote_empty {
+                &chunk.out[row_start..]
+            } else {
+                sc.material.clear();
+                digest::material(&sc.cells, &sc.text, &mut sc.material);
+                &sc.material
+            };
+            chunk.hashes.push(digest::row_hash(material));
+            if !sc.deferred.is_empty() {
+                let from = chunk.materials.len();
+                chunk.materials.extend_from_slice(material);
+                for d in &mut sc.deferred {
+                    d.3 = (from, chunk.materials.len());
+                }
+            }
+        }
+        for (t, rows) in plan.targets.iter().zip(&mut chunk.targets) {
+            target::encode_row(t, &plan.target_types, &sc.cells, &sc.text, &mut rows.out);
+            rows.ends.push(rows.out.len());
+        }
         let key_start = chunk.keys.len();
         for u in &plan.unique {
             chunk.keys.push(key_hash(&u.fields, &sc.cells, &sc.text));
@@ -193,13 +241,14 @@ fn finish(
             chunk.unmapped.resize(plan.fields.len(), 0);
             chunk.unmapped[i] += 1;
         }
-        for (field, a, b) in sc.deferred.drain(..) {
+        for (field, a, b, material) in sc.deferred.drain(..) {
             let start = chunk.deferred_texts.len();
             chunk.deferred_texts.push_str(&sc.text[a..b]);
             chunk.deferred.push(Deferred {
                 row: chunk.rows.len(),
                 field,
                 text: (start, chunk.deferred_texts.len()),
+                material,
             });
         }
         chunk.rows.push(RowOutcome::Written {
@@ -210,6 +259,12 @@ fn finish(
         return;
     }
     sc.deferred.clear();
+    if plan.digest {
+        chunk.hashes.push([0; 4]);
+    }
+    for rows in &mut chunk.targets {
+        rows.ends.push(rows.out.len());
+    }
     if child.ordinal > 0 {
         for e in &mut sc.errors {
             e.message
@@ -660,10 +715,17 @@ fn map_fields<'v>(
                     .and_then(|()| match plan.xml {
                         Some(_) => xml_safe(&sc.text[start..]),
                         None => Ok(()),
+                    })
+                    .and_then(|()| match plan.no_nul && sc.text[start..].contains('\0') {
+                        true => Err((
+                            RejectCode::Type,
+                            "the character U+0000 (NUL) cannot be stored in PostgreSQL text (a load target of this run)".into(),
+                        )),
+                        false => Ok(()),
                     });
                 let res = match (res, &f.reference) {
                     (Ok(()), Some(r)) if r.defer => {
-                        sc.deferred.push((fi, start, sc.text.len()));
+                        sc.deferred.push((fi, start, sc.text.len(), (0, 0)));
                         Ok(None)
                     }
                     (Ok(()), Some(r)) => resolve(r, f.ty, fi, start, sc),

@@ -53,6 +53,8 @@ pub struct EntityState {
     pub spill: Option<crate::defer::Spill>,
     /// The first rejects, kept for `run --dry-run`.
     pub samples: Vec<(String, Reject)>,
+    /// Order-independent digest of the written rows.
+    pub digest: crate::digest::Digest,
     /// Indexes for the entities that reference this one, one per `plan.index_by`.
     pub indexes: Vec<KeyIndex>,
     /// Per field name: orphan references written as null or kept.
@@ -83,7 +85,7 @@ pub fn pump(
     plan: &EntityPlan,
     display: &str,
     pool: &rayon::ThreadPool,
-    writer: &mut RowWriter,
+    writer: &mut Outputs,
     mut rejects: RejectSink<'_>,
     state: &mut EntityState,
     size_hint: Option<u64>,
@@ -208,6 +210,63 @@ pub fn pump(
     })
 }
 
+/// The writers of one entity: its output file and one data file per load target.
+pub struct Outputs {
+    pub main: RowWriter,
+    pub targets: Vec<RowWriter>,
+}
+
+impl Outputs {
+    pub fn new(main: RowWriter) -> Outputs {
+        Outputs {
+            main,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// A run of consecutive written rows `first..` of a chunk, flushed as one buffer per output.
+struct Run {
+    first: usize,
+    bytes_from: usize,
+    rows: u64,
+}
+
+impl Run {
+    /// Writes rows `first..end` (whose main bytes end at `bytes_to`) and starts the next run at `next`.
+    fn flush(
+        &mut self,
+        out: &mut Outputs,
+        chunk: &MappedChunk,
+        end: usize,
+        bytes_to: usize,
+        next: (usize, usize),
+        state: &mut EntityState,
+    ) -> Result<(), FatalError> {
+        if self.rows > 0 {
+            state.written += self.rows;
+            let bytes = &chunk.out[self.bytes_from..bytes_to];
+            if out.main.per_row() {
+                // Runs of a JSON array are single rows (see `write_chunk`).
+                debug_assert_eq!(self.rows, 1);
+                out.main.write_row(bytes)?;
+            } else {
+                out.main.write_rows(bytes, self.rows)?;
+            }
+            for (w, t) in out.targets.iter_mut().zip(&chunk.targets) {
+                let from = self.first.checked_sub(1).map_or(0, |r| t.ends[r]);
+                w.write_rows(&t.out[from..t.ends[end - 1]], self.rows)?;
+            }
+        }
+        *self = Run {
+            first: next.0,
+            bytes_from: next.1,
+            rows: 0,
+        };
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_chunk(
     plan: &EntityPlan,
@@ -215,7 +274,7 @@ fn write_chunk(
     batch: &Batch,
     base: usize,
     chunk: &MappedChunk,
-    writer: &mut RowWriter,
+    out: &mut Outputs,
     rejects: &mut RejectSink<'_>,
     state: &mut EntityState,
 ) -> Result<(), FatalError> {
@@ -237,16 +296,26 @@ fn write_chunk(
         && plan.unique.is_empty()
         && plan.index_by.is_empty()
         && chunk.deferred.is_empty()
-        && !writer.per_row()
+        && !out.main.per_row()
     {
-        state.written += n;
-        return writer.write_rows(&chunk.out, n);
+        for h in &chunk.hashes {
+            state.digest.add(h);
+        }
+        let mut run = Run {
+            first: 0,
+            bytes_from: 0,
+            rows: n,
+        };
+        return run.flush(out, chunk, n as usize, chunk.out.len(), (0, 0), state);
     }
-    // Accepted rows are contiguous in `chunk.out`: write them in runs, broken only by rejects, so the
-    // writer and its hasher see large buffers.
+    // Accepted rows are contiguous in `chunk.out` (and in each target's bytes): write them in runs,
+    // broken only by rejects, so the writers and their hashers see large buffers.
     let mut prev = 0;
-    let mut run_start = 0;
-    let mut run_rows = 0u64;
+    let mut run = Run {
+        first: 0,
+        bytes_from: 0,
+        rows: 0,
+    };
     let mut deferred = chunk.deferred.iter().peekable();
     for (k, row) in chunk.rows.iter().enumerate() {
         let m = &batch.records[base + chunk.origin.get(k).map_or(k, |o| o.0 as usize)];
@@ -258,9 +327,7 @@ fn write_chunk(
                 // Rows are numbered over the entity's whole input: the same in both passes.
                 let seq = read_before + k as u64 + 1;
                 if let Some((u, message)) = duplicate(plan, state, keys, seq, m.number) {
-                    flush_run(writer, &chunk.out[run_start..row_start], run_rows, state)?;
-                    run_start = prev;
-                    run_rows = 0;
+                    run.flush(out, chunk, k, row_start, (k + 1, prev), state)?;
                     let r = Reject {
                         number: m.number,
                         line: m.line,
@@ -288,6 +355,9 @@ fn write_chunk(
                     reject(plan, display, &r, rejects, state)?;
                     continue;
                 }
+                if let Some(h) = chunk.hashes.get(k) {
+                    state.digest.add(h);
+                }
                 if !plan.index_by.is_empty() {
                     let base = *key_start + plan.unique.len();
                     let target = &chunk.pk_texts[pk.0..pk.1];
@@ -306,30 +376,34 @@ fn write_chunk(
                 }
                 if let Some(spill) = state.spill.as_mut() {
                     let mut values = Vec::new();
+                    let mut material: &[u8] = &[];
                     while let Some(d) = deferred.next_if(|d| d.row == k) {
                         values.push((d.field, &chunk.deferred_texts[d.text.0..d.text.1]));
+                        material = &chunk.materials[d.material.0..d.material.1];
                     }
                     if !values.is_empty() {
-                        spill.push(&chunk.pk_texts[pk.0..pk.1], &values)?;
+                        spill.push(&chunk.pk_texts[pk.0..pk.1], &values, material)?;
                     }
                 }
-                if writer.per_row() {
-                    state.written += 1;
-                    writer.write_row(&chunk.out[row_start..prev])?;
-                    run_start = prev;
+                if out.main.per_row() {
+                    // One row at a time (a JSON array's separators): flush it as a run of its own.
+                    run = Run {
+                        first: k,
+                        bytes_from: row_start,
+                        rows: 1,
+                    };
+                    run.flush(out, chunk, k + 1, prev, (k + 1, prev), state)?;
                 } else {
-                    run_rows += 1;
+                    run.rows += 1;
                 }
             }
             RowOutcome::Rejected(i) => {
-                flush_run(writer, &chunk.out[run_start..prev], run_rows, state)?;
-                run_start = prev;
-                run_rows = 0;
+                run.flush(out, chunk, k, prev, (k + 1, prev), state)?;
                 reject(plan, display, &chunk.rejects[*i], rejects, state)?;
             }
         }
     }
-    flush_run(writer, &chunk.out[run_start..prev], run_rows, state)
+    run.flush(out, chunk, chunk.rows.len(), prev, (0, 0), state)
 }
 
 /// Applies the duplicate policy to a row's keys: the unique set at fault and why, or None to keep it
@@ -396,19 +470,6 @@ fn duplicate(
                 )
             }),
     }
-}
-
-fn flush_run(
-    writer: &mut RowWriter,
-    bytes: &[u8],
-    rows: u64,
-    state: &mut EntityState,
-) -> Result<(), FatalError> {
-    if rows == 0 {
-        return Ok(());
-    }
-    state.written += rows;
-    writer.write_rows(bytes, rows)
 }
 
 fn reject(

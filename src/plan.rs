@@ -261,6 +261,13 @@ pub struct EntityPlan {
     pub nested: Option<NestedPlan>,
     /// Fields whose reference is deferred (written null, set by an update later).
     pub deferred: Vec<usize>,
+    /// Load targets' data files, and the type each field is written as (a reference: its parent key's).
+    pub targets: Vec<crate::target::TargetOut>,
+    pub target_types: Vec<FieldType>,
+    /// Reject text holding NUL (PostgreSQL is a target).
+    pub no_nul: bool,
+    /// Hash each written row into the entity's digest.
+    pub digest: bool,
 }
 
 /// How a nested entity finds its children in a record of its source, and reads the record's own columns.
@@ -433,6 +440,10 @@ pub fn compile_entity(
             .filter(|(_, f)| f.references.as_ref().is_some_and(|r| r.defer))
             .map(|(i, _)| i)
             .collect(),
+        targets: Vec::new(),
+        target_types: Vec::new(),
+        no_nul: false,
+        digest: true,
     })
 }
 

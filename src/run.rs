@@ -19,9 +19,13 @@ use crate::spec::{Duplicates, Entity, Orphans};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::pipeline::Outputs;
 use crate::plan::IndexBy;
 use crate::relate::{self, KeyIndex};
+use crate::spec::{Dialect, LoadMode};
 use crate::spec::{Mapping, OutputFormat, Reference};
+use crate::target::script::{self, Table};
+use crate::target::TargetOut;
 use crate::write::{encode, AtomicFile, RejectsWriter, RowWriter, Sink};
 
 /// What a run was asked to do.
@@ -34,6 +38,10 @@ pub struct RunOptions {
     pub max_rejects: u64,
     /// Run everything but the writing: no output folder, no files.
     pub dry_run: bool,
+    /// Load-script targets, DDL and mode; None: the mapping's.
+    pub targets: Option<Vec<crate::spec::Dialect>>,
+    pub ddl: Option<crate::spec::Ddl>,
+    pub mode: Option<crate::spec::LoadMode>,
 }
 
 /// The outcome of a complete run.
@@ -241,6 +249,10 @@ struct Ctx<'a> {
     base: PathBuf,
     opts: &'a RunOptions,
     pool: rayon::ThreadPool,
+    /// Load targets, their mode, and the tables (in run order) their scripts create.
+    targets: Vec<Dialect>,
+    mode: LoadMode,
+    tables: Vec<Table>,
 }
 
 /// What one pass over an entity's files produced.
@@ -251,6 +263,8 @@ struct EntityOutput {
     out_name: String,
     output: Option<OutputEntry>,
     rejects: Option<OutputEntry>,
+    /// The load targets' data files.
+    target_outputs: Vec<OutputEntry>,
 }
 
 /// Reads every file of entity `i` through its plan. `write` false: a pass that writes nothing (the
@@ -278,8 +292,9 @@ fn run_entity(
     let format = opts.format.or(entity.format).unwrap_or_default();
     let out_name = format!("{}.{}", entity.name, format.extension());
     let rejects_name = format!("rejects/{}.csv", entity.name);
-    let mut writer: Option<RowWriter> = None;
+    let mut writer: Option<Outputs> = None;
     let mut rejects = RejectsWriter::new(opts.out.join(&rejects_name));
+    let table = cx.tables.iter().find(|t| t.name == entity.name);
     let mut inputs = Vec::new();
     let mut records_before = 0u64;
     for file in &files {
@@ -311,6 +326,9 @@ fn run_entity(
         plan.format = format;
         plan.seq_base = records_before;
         attach_relations(m, &mut plan, entity, &specs, indexes)?;
+        if let Some(t) = table {
+            attach_targets(&mut plan, t, &cx.targets, cx.mode);
+        }
         if format == OutputFormat::Xml && plan.xml.is_none() {
             let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
             plan.xml = Some(xml_out(
@@ -320,17 +338,36 @@ fn run_entity(
             ));
         }
         if writer.is_none() {
-            let sink = if write {
-                Sink::File(Box::new(AtomicFile::create(&opts.out.join(&out_name))?))
-            } else {
-                Sink::Discard
+            let sink = |rel: &str| -> Result<Sink, FatalError> {
+                Ok(if write {
+                    Sink::File(Box::new(AtomicFile::create(&opts.out.join(rel))?))
+                } else {
+                    Sink::Discard
+                })
             };
-            writer = Some(RowWriter::new(
-                sink,
+            let mut outs = Outputs::new(RowWriter::new(
+                sink(&out_name)?,
                 format,
                 &encode::header(&plan),
                 encode::footer(&plan),
             )?);
+            for t in &plan.targets {
+                let (head, foot) = match (t.dialect, table) {
+                    (Dialect::Postgres, Some(tb)) => script::copy_frame(
+                        &script::load_table(tb, cx.mode),
+                        &plan
+                            .fields
+                            .iter()
+                            .map(|f| f.name.clone())
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => (Vec::new(), Vec::new()),
+                };
+                let rel = script::data_file(t.dialect, &entity.name);
+                outs.targets
+                    .push(RowWriter::new(sink(&rel)?, OutputFormat::Csv, &head, foot)?);
+            }
+            writer = Some(outs);
         }
         let w = writer
             .as_mut()
@@ -365,13 +402,25 @@ fn run_entity(
         }
     }
     let writer = writer.ok_or_else(|| FatalError::Internal("no writer".into()))?;
-    let rows = writer.rows;
-    let output = writer.finish()?.map(|(bytes, blake3)| OutputEntry {
+    let rows = writer.main.rows;
+    let output = writer.main.finish()?.map(|(bytes, blake3)| OutputEntry {
         path: out_name.clone(),
         bytes,
         rows,
         blake3,
     });
+    let mut target_outputs = Vec::new();
+    for (w, d) in writer.targets.into_iter().zip(&cx.targets) {
+        let rows = w.rows;
+        if let Some((bytes, blake3)) = w.finish()? {
+            target_outputs.push(OutputEntry {
+                path: script::data_file(*d, &entity.name),
+                bytes,
+                rows,
+                blake3,
+            });
+        }
+    }
     let reject_rows = rejects.rows;
     let rejects = rejects.finish()?.map(|(bytes, blake3)| OutputEntry {
         path: rejects_name,
@@ -392,7 +441,35 @@ fn run_entity(
         out_name,
         output,
         rejects,
+        target_outputs,
     })
+}
+
+/// Tells a plan which load targets to encode rows for, and applies what a target requires of values:
+/// PostgreSQL text holds no NUL; MySQL key columns without `max_length` are VARCHAR(255).
+fn attach_targets(
+    plan: &mut crate::plan::EntityPlan,
+    table: &Table,
+    targets: &[Dialect],
+    mode: LoadMode,
+) {
+    let into = script::load_table(table, mode);
+    plan.targets = targets
+        .iter()
+        .map(|&d| TargetOut {
+            dialect: d,
+            insert_into: crate::target::ident(d, &into),
+        })
+        .collect();
+    plan.target_types = table.columns.iter().map(|c| c.ty).collect();
+    plan.no_nul = targets.contains(&Dialect::Postgres);
+    if targets.contains(&Dialect::Mysql) {
+        for (f, c) in plan.fields.iter_mut().zip(&table.columns) {
+            if c.key && c.ty == crate::types::FieldType::Text && f.max_length.is_none() {
+                f.max_length = Some(crate::target::MYSQL_KEY_CHARS);
+            }
+        }
+    }
 }
 
 /// The state an entity starts with: its duplicate policy, after a pre-pass that collects the keys when
@@ -458,14 +535,26 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         .num_threads(opts.threads)
         .build()
         .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
+    let mut targets = opts.targets.clone().unwrap_or_else(|| m.targets.clone());
+    targets.sort();
+    targets.dedup();
+    let ddl = opts.ddl.unwrap_or(m.load.ddl);
+    let mode = opts.mode.unwrap_or(m.load.mode);
     if !opts.dry_run {
         prepare_out(&opts.out)?;
+        for d in &targets {
+            let dir = opts.out.join("load").join(d.name());
+            std::fs::create_dir_all(&dir).map_err(|e| FatalError::io(&dir, e))?;
+        }
     }
     let cx = Ctx {
         m,
         base,
         opts,
         pool,
+        tables: script::tables(m, &order),
+        targets,
+        mode,
     };
 
     let mut inputs: Vec<InputEntry> = Vec::new();
@@ -473,6 +562,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     let mut entities: Vec<EntityEntry> = Vec::new();
     let mut samples = Vec::new();
     let mut spills: Vec<(usize, Spill)> = Vec::new();
+    let mut digests: Vec<crate::digest::Digest> = Vec::new();
     // Indexes left by parents for their children: (entity, field, salesforce_ids) -> index.
     let mut indexes: HashMap<(String, String, bool), Arc<KeyIndex>> = HashMap::new();
     for &i in &order {
@@ -486,8 +576,10 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             }
         }
         outputs.extend(done.output);
+        outputs.extend(done.target_outputs);
         let rejects_file = done.rejects.as_ref().map(|r| r.path.clone());
         outputs.extend(done.rejects);
+        digests.push(state.digest);
         let specs = index_specs(m, entity);
         for (k, ix) in std::mem::take(&mut state.indexes).into_iter().enumerate() {
             if let Some((by, sf)) = specs.get(k) {
@@ -511,6 +603,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             orphans: state.orphans,
             unmapped: state.unmapped,
             updates: None,
+            digest: String::new(),
         });
     }
     // Deferred references resolve once every entity has run, against the complete indexes.
@@ -519,16 +612,22 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             continue;
         };
         let out = (!opts.dry_run).then_some(opts.out.as_path());
-        let (updates, file) = write_updates(
-            m,
+        let files = write_updates(
+            &cx,
             &m.entities[i],
             &mut spill,
             &indexes,
             out,
             &mut entities[e],
+            &mut digests[e],
         )?;
-        entities[e].updates = updates;
-        outputs.extend(file);
+        outputs.extend(files);
+    }
+    for (e, d) in entities.iter_mut().zip(&digests) {
+        e.digest = d.text();
+    }
+    if !opts.dry_run {
+        outputs.extend(write_scripts(&cx, ddl, &entities)?);
     }
     let read = entities.iter().map(|e| e.read).sum();
     let written = entities.iter().map(|e| e.written).sum();
@@ -577,17 +676,21 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     })
 }
 
-/// Resolves an entity's deferred references and writes `<entity>.updates.csv`: its primary key, then
-/// each deferred field (the parent's key, or empty when the value had no parent and orphans are null).
-/// Rows whose every value was an orphan made null are left out.
+/// Resolves an entity's deferred references and writes `<entity>.updates.csv` (and each load target's
+/// updates file): its primary key, then each deferred field (the parent's key, or empty when the value
+/// had no parent and orphans are null). Rows whose every value was an orphan made null are left out.
+/// Each updated row's hash in the entity's digest is replaced by that of the row as it ends up.
+#[allow(clippy::too_many_arguments)]
 fn write_updates(
-    m: &Mapping,
+    cx: &Ctx<'_>,
     entity: &Entity,
     spill: &mut Spill,
     indexes: &HashMap<(String, String, bool), Arc<KeyIndex>>,
     out: Option<&Path>,
     entry: &mut EntityEntry,
-) -> Result<(Option<UpdatesEntry>, Option<OutputEntry>), FatalError> {
+    digest: &mut crate::digest::Digest,
+) -> Result<Vec<OutputEntry>, FatalError> {
+    let m = cx.m;
     let deferred: Vec<usize> = entity
         .fields
         .iter()
@@ -596,24 +699,50 @@ fn write_updates(
         .map(|(i, _)| i)
         .collect();
     let pk = entity.primary_key.first().cloned().unwrap_or_default();
-    let mut columns = vec![pk];
+    let mut columns = vec![pk.clone()];
     columns.extend(deferred.iter().map(|&i| entity.fields[i].name.clone()));
-    let name = format!("{}.updates.csv", entity.name);
-    let mut w = match out {
-        Some(dir) => Some(
-            csv::WriterBuilder::new()
-                .terminator(csv::Terminator::Any(b'\n'))
-                .from_writer(AtomicFile::create(&dir.join(&name))?),
-        ),
-        None => None,
+    let table = cx.tables.iter().find(|t| t.name == entity.name);
+    let col_type = |name: &str| {
+        table
+            .and_then(|t| t.columns.iter().find(|c| c.name == name))
+            .map_or(crate::types::FieldType::Text, |c| c.ty)
     };
-    let csv_err = |e: csv::Error| FatalError::io(&name, std::io::Error::other(e));
-    if let Some(w) = w.as_mut() {
-        w.write_record(&columns).map_err(csv_err)?;
+    let types: Vec<crate::types::FieldType> = columns.iter().map(|c| col_type(c)).collect();
+    let name = format!("{}.updates.csv", entity.name);
+    let sink = |rel: &str| -> Result<Sink, FatalError> {
+        Ok(match out {
+            Some(dir) => Sink::File(Box::new(AtomicFile::create(&dir.join(rel))?)),
+            None => Sink::Discard,
+        })
+    };
+    let header = {
+        let mut h = Vec::new();
+        crate::digest::material_of(
+            &columns.iter().map(|c| Some(c.as_str())).collect::<Vec<_>>(),
+            &mut h,
+        );
+        h
+    };
+    let mut csv_out = RowWriter::new(sink(&name)?, OutputFormat::Csv, &header, Vec::new())?;
+    let mut target_outs = Vec::new();
+    for &d in &cx.targets {
+        let upd = format!("crm_etl_updates_{}", entity.name);
+        let (head, foot) = match d {
+            Dialect::Postgres => script::copy_frame(&upd, &columns),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let w = RowWriter::new(
+            sink(&script::updates_file(d, &entity.name))?,
+            OutputFormat::Csv,
+            &head,
+            foot,
+        )?;
+        target_outs.push((d, crate::target::ident(d, &upd), w));
     }
     let mut rows = 0u64;
     let mut cells: Vec<Option<String>> = vec![None; deferred.len()];
-    spill.replay(|key, values| {
+    let mut row = Vec::new();
+    spill.replay(|key, values, material| {
         cells.iter_mut().for_each(|c| *c = None);
         for (field, value) in values {
             let f = &entity.fields[*field];
@@ -647,36 +776,120 @@ fn write_updates(
             return Ok(());
         }
         rows += 1;
-        if let Some(w) = w.as_mut() {
-            let mut rec: Vec<&str> = vec![key];
-            rec.extend(cells.iter().map(|c| c.as_deref().unwrap_or("")));
-            w.write_record(&rec).map_err(csv_err)?;
+        // The row as loaded: its written values with the deferred fields set.
+        let mut values = crate::digest::parse_material(material);
+        for (slot, &field) in deferred.iter().enumerate() {
+            if let Some(v) = values.get_mut(field) {
+                *v = cells[slot].clone();
+            }
+        }
+        let as_str: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+        let mut after = Vec::new();
+        crate::digest::material_of(&as_str, &mut after);
+        digest.sub(&crate::digest::row_hash(material));
+        digest.add(&crate::digest::row_hash(&after));
+        let mut update: Vec<Option<&str>> = vec![Some(key)];
+        update.extend(cells.iter().map(|c| c.as_deref()));
+        row.clear();
+        crate::digest::material_of(&update, &mut row);
+        csv_out.write_rows(&row, 1)?;
+        for (d, into, w) in &mut target_outs {
+            row.clear();
+            match d {
+                Dialect::Sqlite => {
+                    row.extend_from_slice(format!("INSERT INTO {into} VALUES(").as_bytes());
+                    for (i, v) in update.iter().enumerate() {
+                        if i > 0 {
+                            row.push(b',');
+                        }
+                        match v {
+                            None => row.extend_from_slice(b"NULL"),
+                            Some(t) => crate::target::sqlite_text(t, &mut row),
+                        }
+                    }
+                    row.extend_from_slice(b");\n");
+                }
+                _ => {
+                    for (i, (v, ty)) in update.iter().zip(&types).enumerate() {
+                        if i > 0 {
+                            row.push(b'\t');
+                        }
+                        crate::target::tsv_value(*d, *ty, *v, &mut row);
+                    }
+                    row.push(b'\n');
+                }
+            }
+            w.write_rows(&row, 1)?;
         }
         Ok(())
     })?;
-    let file = match w {
-        Some(w) => {
-            let f = w
-                .into_inner()
-                .map_err(|e| FatalError::io(&name, std::io::Error::other(e.to_string())))?;
-            let (bytes, blake3) = f.finish()?;
-            Some(OutputEntry {
-                path: name.clone(),
+    let mut files = Vec::new();
+    let mut finish = |w: RowWriter, path: String| -> Result<(), FatalError> {
+        if let Some((bytes, blake3)) = w.finish()? {
+            files.push(OutputEntry {
+                path,
                 bytes,
                 rows,
                 blake3,
-            })
+            });
         }
-        None => None,
+        Ok(())
     };
-    Ok((
-        Some(UpdatesEntry {
-            file: name,
-            rows,
-            columns,
-        }),
-        file,
-    ))
+    finish(csv_out, name.clone())?;
+    for (d, _, w) in target_outs {
+        finish(w, script::updates_file(d, &entity.name))?;
+    }
+    entry.updates = Some(UpdatesEntry {
+        file: name,
+        rows,
+        columns,
+    });
+    Ok(files)
+}
+
+/// Writes each load target's `schema.sql` and `load.sql`.
+fn write_scripts(
+    cx: &Ctx<'_>,
+    ddl: crate::spec::Ddl,
+    entities: &[EntityEntry],
+) -> Result<Vec<OutputEntry>, FatalError> {
+    let loaded: Vec<script::Loaded> = cx
+        .tables
+        .iter()
+        .map(|t| {
+            let e = entities.iter().find(|e| e.name == t.name);
+            script::Loaded {
+                rows: e.map_or(0, |e| e.written),
+                update_rows: e.and_then(|e| e.updates.as_ref()).map_or(0, |u| u.rows),
+                update_columns: e
+                    .and_then(|e| e.updates.as_ref())
+                    .map(|u| u.columns.clone())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut files = Vec::new();
+    for &d in &cx.targets {
+        for (name, text) in [
+            ("schema.sql", script::schema(d, &cx.tables, ddl)),
+            (
+                "load.sql",
+                script::load_script(d, &cx.tables, &loaded, cx.mode),
+            ),
+        ] {
+            let path = format!("load/{}/{name}", d.name());
+            let mut f = AtomicFile::create(&cx.opts.out.join(&path))?;
+            f.write_bytes(text.as_bytes())?;
+            let (bytes, blake3) = f.finish()?;
+            files.push(OutputEntry {
+                path,
+                bytes,
+                rows: 0,
+                blake3,
+            });
+        }
+    }
+    Ok(files)
 }
 
 /// Tells a plan which of its fields to index for its children, and gives its reference fields the

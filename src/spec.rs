@@ -17,6 +17,74 @@ pub struct Mapping {
     pub sources: BTreeMap<String, Source>,
     /// Target tables, written in this order.
     pub entities: Vec<Entity>,
+    /// Databases to write bulk-load scripts for, in `load/<dialect>/` of the output folder; `--target`
+    /// overrides.
+    #[serde(default)]
+    pub targets: Vec<Dialect>,
+    /// How the load scripts create tables and write rows; `--ddl` and `--mode` override.
+    #[serde(default)]
+    pub load: LoadOptions,
+}
+
+/// A database that crm-etl writes bulk-load scripts for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL: COPY data run by `psql -v ON_ERROR_STOP=1 -f load/postgres/load.sql`.
+    Postgres,
+    /// MySQL or MariaDB: LOAD DATA LOCAL INFILE run by `mariadb --local-infile=1 DB < load/mysql/load.sql`.
+    Mysql,
+    /// SQLite: INSERT statements run by `sqlite3 DB < load/sqlite/load.sql`.
+    Sqlite,
+}
+
+impl Dialect {
+    /// The folder name under `load/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Options of the load scripts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LoadOptions {
+    /// Table creation.
+    #[serde(default)]
+    pub ddl: Ddl,
+    /// How rows are written.
+    #[serde(default)]
+    pub mode: LoadMode,
+}
+
+/// What the load script does about tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ddl {
+    /// Create the tables that do not exist yet (CREATE TABLE IF NOT EXISTS).
+    #[default]
+    Create,
+    /// Drop the tables if they exist, then create them.
+    Recreate,
+    /// No DDL: load into existing tables.
+    None,
+}
+
+/// How the load script writes rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Plain inserts: a row whose key exists fails the whole load.
+    #[default]
+    Insert,
+    /// Insert new rows and update existing ones by primary key (through a staging table).
+    Upsert,
 }
 
 fn one() -> u32 {

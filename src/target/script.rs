@@ -1,0 +1,509 @@
+//! The load scripts: per database, `load/<dialect>/schema.sql` (the DDL) and `load/<dialect>/load.sql`
+//! (the entry script a user runs with the database's own client), around the data files the entity runs
+//! wrote. Tables are created and loaded parents first; deferred references are applied after every
+//! insert; everything that the database allows runs in one transaction.
+
+use std::fmt::Write as _;
+
+use crate::spec::{Ddl, Dialect, LoadMode, Mapping, Orphans};
+use crate::target::{column_type, ident, literal};
+use crate::types::FieldType;
+
+/// A column of a target table.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: FieldType,
+    pub max_length: Option<usize>,
+    pub not_null: bool,
+    /// Part of a key or a foreign key (MySQL text columns then need a bounded length).
+    pub key: bool,
+}
+
+/// A foreign key of a target table.
+#[derive(Debug, Clone)]
+pub struct ForeignKey {
+    pub column: String,
+    pub parent: String,
+    pub parent_column: String,
+    /// The parent table is created later (a deferred reference to a later entity): added afterwards.
+    pub later: bool,
+}
+
+/// What the scripts need to know of one entity's table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+    pub unique: Vec<String>,
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Deferred reference fields, set by the updates file.
+    pub deferred: Vec<String>,
+}
+
+/// The tables of a mapping's entities, in run order.
+pub fn tables(m: &Mapping, order: &[usize]) -> Vec<Table> {
+    let ty = |t: &str| FieldType::parse(t).unwrap_or(FieldType::Text);
+    let pk_field = |entity: &str| {
+        m.entities.iter().find(|e| e.name == entity).and_then(|e| {
+            let k = e.primary_key.first()?;
+            e.fields.iter().find(|f| &f.name == k)
+        })
+    };
+    let referenced: Vec<(&str, &str)> = m
+        .entities
+        .iter()
+        .flat_map(|e| e.fields.iter().filter_map(|f| f.references.as_ref()))
+        .filter_map(|r| Some((r.entity.as_str(), pk_field(&r.entity)?.name.as_str())))
+        .collect();
+    let position = |name: &str| order.iter().position(|&i| m.entities[i].name == name);
+    order
+        .iter()
+        .map(|&i| {
+            let e = &m.entities[i];
+            let mut columns = Vec::new();
+            let mut foreign_keys = Vec::new();
+            let mut deferred = Vec::new();
+            for f in &e.fields {
+                let in_pk = e.primary_key.contains(&f.name);
+                let mut column = Column {
+                    name: f.name.clone(),
+                    ty: ty(&f.type_name),
+                    max_length: f.max_length,
+                    not_null: in_pk
+                        || (f.required && !f.references.as_ref().is_some_and(|r| r.defer)),
+                    key: in_pk
+                        || f.unique
+                        || referenced.contains(&(e.name.as_str(), f.name.as_str())),
+                };
+                if let Some(r) = &f.references {
+                    // The column holds the parent's primary key.
+                    if let Some(pk) = pk_field(&r.entity) {
+                        column.ty = ty(&pk.type_name);
+                        column.max_length = pk.max_length;
+                        column.key = true;
+                        // A kept orphan has no parent row: no foreign key can hold it.
+                        if r.orphans != Orphans::Keep {
+                            foreign_keys.push(ForeignKey {
+                                column: f.name.clone(),
+                                parent: r.entity.clone(),
+                                parent_column: pk.name.clone(),
+                                later: position(&r.entity) > position(&e.name),
+                            });
+                        }
+                    }
+                    if r.defer {
+                        deferred.push(f.name.clone());
+                    }
+                }
+                columns.push(column);
+            }
+            Table {
+                name: e.name.clone(),
+                columns,
+                primary_key: e.primary_key.clone(),
+                unique: e
+                    .fields
+                    .iter()
+                    .filter(|f| f.unique && e.primary_key != [f.name.clone()])
+                    .map(|f| f.name.clone())
+                    .collect(),
+                foreign_keys,
+                deferred,
+            }
+        })
+        .collect()
+}
+
+/// Path of an entity's data file, relative to the output folder.
+pub fn data_file(d: Dialect, entity: &str) -> String {
+    let ext = match d {
+        Dialect::Postgres => "copy",
+        Dialect::Mysql => "tsv",
+        Dialect::Sqlite => "sql",
+    };
+    format!("load/{}/{entity}.{ext}", d.name())
+}
+
+/// Path of an entity's updates file (deferred references), relative to the output folder.
+pub fn updates_file(d: Dialect, entity: &str) -> String {
+    let ext = match d {
+        Dialect::Postgres => "updates.copy",
+        Dialect::Mysql => "updates.tsv",
+        Dialect::Sqlite => "updates.sql",
+    };
+    format!("load/{}/{entity}.{ext}", d.name())
+}
+
+/// The staging table that upserts go through.
+pub fn stage_table(entity: &str) -> String {
+    format!("crm_etl_stage_{entity}")
+}
+
+fn updates_table(entity: &str) -> String {
+    format!("crm_etl_updates_{entity}")
+}
+
+fn cols(d: Dialect, names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| ident(d, n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The table a data file's rows go into: the entity's own, or its staging table in upsert mode (only
+/// for an entity with a primary key).
+pub fn load_table(t: &Table, mode: LoadMode) -> String {
+    if mode == LoadMode::Upsert && !t.primary_key.is_empty() {
+        stage_table(&t.name)
+    } else {
+        t.name.clone()
+    }
+}
+
+/// What a PostgreSQL data file starts and ends with: it is a COPY FROM STDIN that `load.sql` includes
+/// with `\ir`, so no path is baked in.
+pub fn copy_frame(into: &str, columns: &[String]) -> (Vec<u8>, Vec<u8>) {
+    let d = Dialect::Postgres;
+    (
+        format!(
+            "COPY {} ({}) FROM STDIN;\n",
+            ident(d, into),
+            cols(d, columns)
+        )
+        .into_bytes(),
+        b"\\.\n".to_vec(),
+    )
+}
+
+/// `schema.sql`: DROP (with `recreate`) and CREATE TABLE statements, parents first; foreign keys to
+/// tables created later are added at the end.
+pub fn schema(d: Dialect, tables: &[Table], ddl: Ddl) -> String {
+    let mut s = format!(
+        "-- Tables for {}, written by crm-etl ({}), parents first.\n",
+        match d {
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::Mysql => "MySQL/MariaDB",
+            Dialect::Sqlite => "SQLite",
+        },
+        match ddl {
+            Ddl::Create => "created when missing",
+            Ddl::Recreate => "dropped and created again",
+            Ddl::None => "none: the tables must exist",
+        }
+    );
+    if ddl == Ddl::None {
+        return s;
+    }
+    if ddl == Ddl::Recreate {
+        if d == Dialect::Mysql {
+            s.push_str("SET FOREIGN_KEY_CHECKS = 0;\n");
+        }
+        for t in tables.iter().rev() {
+            let cascade = if d == Dialect::Postgres {
+                " CASCADE"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "DROP TABLE IF EXISTS {}{cascade};", ident(d, &t.name));
+        }
+        if d == Dialect::Mysql {
+            s.push_str("SET FOREIGN_KEY_CHECKS = 1;\n");
+        }
+    }
+    for t in tables {
+        let mut parts: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "  {} {}{}",
+                    ident(d, &c.name),
+                    column_type(d, c.ty, c.max_length, c.key),
+                    if c.not_null { " NOT NULL" } else { "" }
+                )
+            })
+            .collect();
+        if !t.primary_key.is_empty() {
+            parts.push(format!("  PRIMARY KEY ({})", cols(d, &t.primary_key)));
+        }
+        for u in &t.unique {
+            parts.push(format!("  UNIQUE ({})", ident(d, u)));
+        }
+        // SQLite checks foreign keys when rows change, so it may name a table created later.
+        for fk in t
+            .foreign_keys
+            .iter()
+            .filter(|f| !f.later || d == Dialect::Sqlite)
+        {
+            parts.push(format!(
+                "  FOREIGN KEY ({}) REFERENCES {} ({})",
+                ident(d, &fk.column),
+                ident(d, &fk.parent),
+                ident(d, &fk.parent_column)
+            ));
+        }
+        let _ = write!(
+            s,
+            "CREATE TABLE IF NOT EXISTS {} (\n{}\n)",
+            ident(d, &t.name),
+            parts.join(",\n")
+        );
+        if d == Dialect::Mysql {
+            // A binary collation: keys compare as the values are, case and accents included.
+            s.push_str(" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin");
+        }
+        s.push_str(";\n");
+    }
+    for t in tables {
+        for fk in t.foreign_keys.iter().filter(|f| f.later) {
+            let name = format!("fk_{}_{}", t.name, fk.column);
+            let add = |if_not_exists: &str| {
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY {if_not_exists}({}) REFERENCES {} ({})",
+                    ident(d, &t.name),
+                    ident(d, &name),
+                    ident(d, &fk.column),
+                    ident(d, &fk.parent),
+                    ident(d, &fk.parent_column)
+                )
+            };
+            match d {
+                Dialect::Postgres => {
+                    let _ = writeln!(
+                        s,
+                        "DO $$ BEGIN {}; EXCEPTION WHEN duplicate_object THEN NULL; END $$;",
+                        add("")
+                    );
+                }
+                Dialect::Mysql => {
+                    let _ = writeln!(s, "{};", add("IF NOT EXISTS "));
+                }
+                Dialect::Sqlite => {}
+            }
+        }
+    }
+    s
+}
+
+/// What one entity contributed to the load: its rows, and update rows for deferred references.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub rows: u64,
+    pub update_rows: u64,
+    /// Columns of the updates file: the primary key, then the deferred fields.
+    pub update_columns: Vec<String>,
+}
+
+/// `load.sql`: the entry script.
+pub fn load_script(d: Dialect, tables: &[Table], loaded: &[Loaded], mode: LoadMode) -> String {
+    let mut s = String::new();
+    let run = match d {
+        Dialect::Postgres => {
+            "psql -v ON_ERROR_STOP=1 -d DB -f load/postgres/load.sql   (from any folder)"
+        }
+        Dialect::Mysql => {
+            "mariadb --local-infile=1 DB < load/mysql/load.sql   (from the output folder)"
+        }
+        Dialect::Sqlite => "sqlite3 DB < load/sqlite/load.sql   (from the output folder)",
+    };
+    let _ = writeln!(
+        s,
+        "-- Load script written by crm-etl. Run it with:\n--   {run}"
+    );
+    match d {
+        Dialect::Postgres => {
+            s.push_str("-- One transaction: a failure leaves the database as it was.\n");
+            s.push_str(
+                "\\set ON_ERROR_STOP on\nSET client_encoding = 'UTF8';\nBEGIN;\n\\ir schema.sql\n",
+            );
+        }
+        Dialect::Mysql => {
+            s.push_str(
+                "-- The DDL commits by itself (MySQL cannot roll it back); every row is loaded in one\n\
+                 -- transaction, which a failure (or any row LOAD DATA would skip) rolls back.\n",
+            );
+            s.push_str("SET NAMES utf8mb4;\nSET time_zone = '+00:00';\nsource load/mysql/schema.sql\nSTART TRANSACTION;\n");
+        }
+        Dialect::Sqlite => {
+            s.push_str("-- One transaction: a failure leaves the database as it was.\n");
+            s.push_str(
+                ".bail on\nPRAGMA foreign_keys = ON;\nBEGIN;\n-- Foreign keys are checked at COMMIT, so tables may be dropped and rows loaded in any order.\nPRAGMA defer_foreign_keys = ON;\n.read load/sqlite/schema.sql\n",
+            );
+        }
+    }
+    for (t, l) in tables.iter().zip(loaded) {
+        let _ = writeln!(s, "-- {} ({} rows)", t.name, l.rows);
+        let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        let upsert = mode == LoadMode::Upsert && !t.primary_key.is_empty();
+        let stage = stage_table(&t.name);
+        if upsert {
+            let _ = writeln!(s, "{}", create_like(d, &stage, &t.name, None));
+        }
+        let into = load_table(t, mode);
+        match d {
+            Dialect::Postgres => {
+                let _ = writeln!(s, "\\ir {}.copy", t.name);
+            }
+            Dialect::Mysql => s.push_str(&load_data(&data_file(d, &t.name), &into, &names, l.rows)),
+            Dialect::Sqlite => {
+                let _ = writeln!(s, ".read {}", data_file(d, &t.name));
+            }
+        }
+        if upsert {
+            s.push_str(&upsert_from(d, t, &stage, &names));
+            if d == Dialect::Mysql {
+                let _ = writeln!(s, "DROP TEMPORARY TABLE {};", ident(d, &stage));
+            }
+        }
+    }
+    for (t, l) in tables.iter().zip(loaded) {
+        if t.deferred.is_empty() || l.update_columns.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "-- {}: deferred references ({} update rows)",
+            t.name, l.update_rows
+        );
+        let upd = updates_table(&t.name);
+        let _ = writeln!(
+            s,
+            "{}",
+            create_like(d, &upd, &t.name, Some(&l.update_columns))
+        );
+        match d {
+            Dialect::Postgres => {
+                let _ = writeln!(s, "\\ir {}.updates.copy", t.name);
+            }
+            Dialect::Mysql => s.push_str(&load_data(
+                &updates_file(d, &t.name),
+                &upd,
+                &l.update_columns,
+                l.update_rows,
+            )),
+            Dialect::Sqlite => {
+                let _ = writeln!(s, ".read {}", updates_file(d, &t.name));
+            }
+        }
+        let key = &l.update_columns[0];
+        let sets = |prefix: &str| {
+            l.update_columns[1..]
+                .iter()
+                .map(|c| format!("{prefix}{} = u.{}", ident(d, c), ident(d, c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (tn, un, k) = (ident(d, &t.name), ident(d, &upd), ident(d, key));
+        let _ = match d {
+            Dialect::Postgres => writeln!(
+                s,
+                "UPDATE {tn} AS t SET {} FROM {un} AS u WHERE t.{k} = u.{k};",
+                sets("")
+            ),
+            Dialect::Mysql => writeln!(
+                s,
+                "UPDATE {tn} AS t JOIN {un} AS u ON t.{k} = u.{k} SET {};",
+                sets("t.")
+            ),
+            Dialect::Sqlite => writeln!(
+                s,
+                "UPDATE {tn} AS t SET {} FROM {un} AS u WHERE t.{k} = u.{k};",
+                sets("")
+            ),
+        };
+        if d == Dialect::Mysql {
+            let _ = writeln!(s, "DROP TEMPORARY TABLE {un};");
+        }
+    }
+    s.push_str("COMMIT;\n");
+    s
+}
+
+/// A temporary table shaped like `like` (all its columns, or `only` these), dropped at the end.
+fn create_like(d: Dialect, name: &str, like: &str, only: Option<&[String]>) -> String {
+    let (n, l) = (ident(d, name), ident(d, like));
+    let select = only.map_or("*".to_string(), |c| cols(d, c));
+    match d {
+        Dialect::Postgres => {
+            format!(
+                "CREATE TEMP TABLE {n} ON COMMIT DROP AS SELECT {select} FROM {l} WITH NO DATA;"
+            )
+        }
+        // Without indexes or foreign keys: a staging table takes the rows as they come.
+        Dialect::Mysql => {
+            format!("CREATE TEMPORARY TABLE {n} AS SELECT {select} FROM {l} LIMIT 0;")
+        }
+        Dialect::Sqlite => {
+            format!("CREATE TEMP TABLE {n} AS SELECT {select} FROM {l} WHERE 0;")
+        }
+    }
+}
+
+/// LOAD DATA LOCAL of one file, then a check that it skipped nothing: with LOCAL, MySQL turns
+/// duplicate keys, foreign-key failures and bad values into warnings and goes on.
+fn load_data(file: &str, into: &str, columns: &[String], rows: u64) -> String {
+    let d = Dialect::Mysql;
+    format!(
+        "LOAD DATA LOCAL INFILE {} INTO TABLE {} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({});\n\
+         SET @crm_etl_rows = ROW_COUNT(), @crm_etl_warnings = @@warning_count;\n\
+         SHOW WARNINGS LIMIT 10;\n\
+         DELIMITER //\n\
+         IF @crm_etl_warnings > 0 OR @crm_etl_rows <> {rows} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}; END IF //\n\
+         DELIMITER ;\n",
+        literal(file),
+        ident(d, into),
+        cols(d, columns),
+        literal(&format!(
+            "crm-etl: loading {file} skipped or changed rows (see the warnings above); nothing was committed"
+        )),
+    )
+}
+
+/// Moves a staging table's rows into the table: new keys inserted, existing ones updated.
+fn upsert_from(d: Dialect, t: &Table, stage: &str, names: &[String]) -> String {
+    let (tn, sn, c) = (ident(d, &t.name), ident(d, stage), cols(d, names));
+    let others: Vec<&String> = names
+        .iter()
+        .filter(|n| !t.primary_key.contains(n))
+        .collect();
+    let pk = cols(d, &t.primary_key);
+    match d {
+        Dialect::Postgres | Dialect::Sqlite => {
+            let action = if others.is_empty() {
+                "NOTHING".to_string()
+            } else {
+                format!(
+                    "UPDATE SET {}",
+                    others
+                        .iter()
+                        .map(|n| format!("{} = excluded.{}", ident(d, n), ident(d, n)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+            format!("INSERT INTO {tn} ({c}) SELECT {c} FROM {sn} WHERE true ON CONFLICT ({pk}) DO {action};\n")
+        }
+        Dialect::Mysql => {
+            let action = if others.is_empty() {
+                format!(
+                    "{} = {}",
+                    ident(d, &t.primary_key[0]),
+                    ident(d, &t.primary_key[0])
+                )
+            } else {
+                others
+                    .iter()
+                    .map(|n| format!("{} = VALUES({})", ident(d, n), ident(d, n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "INSERT INTO {tn} ({c}) SELECT {c} FROM {sn} ON DUPLICATE KEY UPDATE {action};\n"
+            )
+        }
+    }
+}
