@@ -260,6 +260,8 @@ pub fn float(s: &str, nf: &NumberFormat, out: &mut String) -> Result<(), String>
     if !v.is_finite() {
         return Err(format!("{s:?} is out of the range of a 64-bit float"));
     }
+    // Negative zero is written as 0.0: databases differ in keeping its sign (SQLite and MariaDB drop it).
+    let v = if v == 0.0 { 0.0 } else { v };
     let _ = write!(out, "{v:?}");
     Ok(())
 }

@@ -179,6 +179,47 @@ pub enum Command {
     },
     /// Print the JSON Schema of mapping files.
     Schema,
+    /// Compute an entity's dataset digest from a database's export of its table, typed per the mapping;
+    /// with --expect, compare it with a run's manifest (exit 1 when they differ).
+    ///
+    /// Example:
+    ///   psql -d DB -c '\copy "contact" TO STDOUT' | crm-etl digest m.toml --entity contact --from copy --expect out/
+    ///   mariadb --default-character-set=utf8mb4 -N -B --raw DB -e "$(crm-etl digest m.toml --entity contact --mysql-query)" | crm-etl digest m.toml --entity contact --from jsonl --expect out/
+    ///   sqlite3 -json DB 'SELECT * FROM "contact"' | crm-etl digest m.toml --entity contact --from json --expect out/
+    Digest {
+        /// The mapping file the table was produced with.
+        mapping: PathBuf,
+        /// The entity (table) exported.
+        #[arg(long)]
+        entity: String,
+        /// The export's format.
+        #[arg(long, value_enum, required_unless_present = "mysql_query")]
+        from: Option<ExportArg>,
+        /// Print the MySQL/MariaDB query whose output (with `mariadb -N -B --raw`) is the JSON Lines
+        /// export, and exit.
+        #[arg(long)]
+        mysql_query: bool,
+        /// The export file, or - for standard input.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// A run's output folder: compare with the digest in its manifest.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Worker threads. Default: RAYON_NUM_THREADS, else all cores.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+/// `digest --from`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportArg {
+    /// PostgreSQL COPY text (psql -c '\copy t TO STDOUT').
+    Copy,
+    /// One JSON object per line.
+    Jsonl,
+    /// A JSON array of objects (sqlite3 -json).
+    Json,
 }
 
 /// Output formats on the command line.

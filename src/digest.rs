@@ -147,3 +147,318 @@ mod tests {
         assert_eq!(a.text(), b.text());
     }
 }
+
+/// Where `crm-etl digest` reads a table's rows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// PostgreSQL's COPY text format: `psql -c '\copy "contact" TO STDOUT'` (tab-separated, `\N` for
+    /// null, backslash escapes): exact for every type, JSON included.
+    Copy,
+    /// One JSON object per line.
+    Jsonl,
+    /// A JSON array of objects: `sqlite3 -json DB 'SELECT * FROM "contact"'` (no output at all for an
+    /// empty table).
+    Json,
+}
+
+/// The query that exports an entity's table from MySQL/MariaDB as JSON Lines (`mariadb -N -B --raw`):
+/// one JSON_OBJECT per row, so nulls, line ends and tabs survive (the client's tab-separated and XML
+/// outputs lose nulls or carriage returns).
+pub fn mysql_export_query(
+    mapping: &std::path::Path,
+    entity: &str,
+) -> Result<String, crate::error::FatalError> {
+    let (_, table) = export_table(mapping, entity)?;
+    let d = crate::spec::Dialect::Mysql;
+    let pairs: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let col = crate::target::ident(d, &c.name);
+            // A JSON column would be embedded as JSON (its `null` then reads as SQL NULL): as text.
+            let value = if c.ty == crate::types::FieldType::Json {
+                format!("CAST({col} AS CHAR CHARACTER SET utf8mb4)")
+            } else {
+                col
+            };
+            format!("{}, {value}", crate::target::literal(&c.name))
+        })
+        .collect();
+    Ok(format!(
+        "SELECT JSON_OBJECT({}) FROM {}",
+        pairs.join(", "),
+        crate::target::ident(d, entity)
+    ))
+}
+
+/// The mapping and the table an entity becomes.
+fn export_table(
+    mapping: &std::path::Path,
+    entity: &str,
+) -> Result<(crate::spec::Mapping, crate::target::script::Table), crate::error::FatalError> {
+    use crate::error::{FatalError, SpecErrors};
+    let loaded = crate::load::load(mapping)?;
+    let m = loaded.mapping;
+    let order = crate::relate::order(&m).map_err(|e| {
+        let mut es = SpecErrors::default();
+        es.push("entities", e);
+        FatalError::Spec(es)
+    })?;
+    let tables = crate::target::script::tables(&m, &order);
+    let table = tables
+        .into_iter()
+        .find(|t| t.name == entity)
+        .ok_or_else(|| {
+            FatalError::Usage(format!(
+                "--entity {entity:?}: no such entity{}",
+                crate::error::hint(entity, m.entities.iter().map(|e| e.name.as_str()))
+            ))
+        })?;
+    Ok((m, table))
+}
+
+/// The digest of an entity's rows as a database exported them, typed per the mapping: `(rows, digest)`.
+pub fn digest_export(
+    mapping: &std::path::Path,
+    entity: &str,
+    format: ExportFormat,
+    input: &std::path::Path,
+    threads: usize,
+) -> Result<(u64, Digest), crate::error::FatalError> {
+    use crate::error::{FatalError, SpecErrors};
+    use crate::pipeline::{pump, EntityState, Outputs, RejectSink};
+    use crate::spec::{Field, InputFormat, Source};
+    use crate::write::{RowWriter, Sink};
+
+    let (_, table) = export_table(mapping, entity)?;
+    // Every column read by name, cast to the table's type; times as databases print them.
+    let fields: Vec<Field> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let mut f = Field {
+                name: c.name.clone(),
+                column: Some(c.name.clone()),
+                type_name: c.ty.to_string(),
+                ..Field::default()
+            };
+            if c.ty == crate::types::FieldType::TimestampTz {
+                // MySQL's DATETIME holds UTC without a zone; PostgreSQL and SQLite give one.
+                f.timezone = Some("UTC".into());
+                f.formats = Some(
+                    [
+                        "%Y-%m-%dT%H:%M:%S%.f%z",
+                        "%Y-%m-%d %H:%M:%S%.f%z",
+                        "%Y-%m-%dT%H:%M:%S%.f",
+                        "%Y-%m-%d %H:%M:%S%.f",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                );
+            }
+            f
+        })
+        .collect();
+    let source = Source {
+        path: input.to_string_lossy().into_owned(),
+        format: match format {
+            ExportFormat::Copy => InputFormat::Csv,
+            ExportFormat::Jsonl => InputFormat::Jsonl,
+            ExportFormat::Json => InputFormat::Json,
+        },
+        encoding: crate::spec::Encoding::Utf8,
+        null: Vec::new(),
+        csv: crate::spec::CsvDialect::default(),
+        record_path: None,
+        max_record_bytes: 1 << 30,
+    };
+    let spec_entity = crate::spec::Entity {
+        name: entity.to_string(),
+        source: "export".into(),
+        format: None,
+        xml_root: None,
+        xml_record: None,
+        primary_key: Vec::new(),
+        duplicates: crate::spec::Duplicates::First,
+        nested: None,
+        fields,
+    };
+    // An empty export (sqlite3 prints nothing for an empty table) holds no rows.
+    let empty = std::fs::metadata(input)
+        .map(|md| md.len() == 0)
+        .unwrap_or(false);
+    if empty {
+        return Ok((0, Digest::default()));
+    }
+    let display = input.to_string_lossy().into_owned();
+    if format == ExportFormat::Copy {
+        let header: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        let mut errs = SpecErrors::default();
+        let plan = crate::plan::compile_entity(
+            &spec_entity,
+            &source,
+            Some(&header),
+            &display,
+            "digest",
+            &mut errs,
+        )
+        .filter(|_| errs.is_empty())
+        .ok_or(FatalError::Spec(errs))?;
+        return digest_copy(&plan, input, &display);
+    }
+    let kind = crate::read::InputKind::of(&source)
+        .map_err(|_| FatalError::Internal("digest source".into()))?;
+    let opened = crate::read::open_input(
+        input,
+        &display,
+        source.encoding,
+        &kind,
+        source.max_record_bytes,
+    )?;
+    let header = crate::plan::columns_used(&spec_entity);
+    let mut errs = SpecErrors::default();
+    let plan = crate::plan::compile_entity(
+        &spec_entity,
+        &source,
+        Some(&header),
+        &display,
+        "digest",
+        &mut errs,
+    )
+    .filter(|_| errs.is_empty())
+    .ok_or(FatalError::Spec(errs))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
+    let mut out = Outputs::new(RowWriter::new(
+        Sink::Discard,
+        crate::spec::OutputFormat::Csv,
+        &[],
+        Vec::new(),
+    )?);
+    let mut state = EntityState::default();
+    pump(
+        opened.reader,
+        &plan,
+        &display,
+        &pool,
+        &mut out,
+        RejectSink::Fatal,
+        &mut state,
+        None,
+    )?;
+    Ok((state.written, state.digest))
+}
+
+/// Reads a PostgreSQL COPY text export row by row.
+fn digest_copy(
+    plan: &crate::plan::EntityPlan,
+    input: &std::path::Path,
+    display: &str,
+) -> Result<(u64, Digest), crate::error::FatalError> {
+    use crate::error::{FatalError, Position};
+    use std::io::BufRead;
+    let f = std::fs::File::open(input).map_err(|e| FatalError::io(input, e))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let (mut line, mut material) = (Vec::new(), Vec::new());
+    let mut digest = Digest::default();
+    let mut rows = 0u64;
+    let bad = |n: u64, message: String| FatalError::BadRecord {
+        pos: Position {
+            file: display.to_string(),
+            record: n,
+            line: n,
+            byte: 0,
+        },
+        message,
+    };
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)
+            .map_err(|e| FatalError::io(input, e))?
+            == 0
+        {
+            break;
+        }
+        rows += 1;
+        let text = std::str::from_utf8(line.strip_suffix(b"\n").unwrap_or(&line))
+            .map_err(|e| bad(rows, format!("invalid UTF-8: {e}")))?;
+        let fields: Vec<Option<String>> = text.split('\t').map(copy_unescape).collect();
+        if fields.len() != plan.fields.len() {
+            return Err(bad(
+                rows,
+                format!(
+                    "expected {} columns, found {}",
+                    plan.fields.len(),
+                    fields.len()
+                ),
+            ));
+        }
+        let values: Vec<Option<&str>> = fields.iter().map(|v| v.as_deref()).collect();
+        material.clear();
+        crate::map::material_of_values(plan, &values, &mut material)
+            .map_err(|e| bad(rows, e.to_string()))?;
+        digest.add(&row_hash(&material));
+    }
+    Ok((rows, digest))
+}
+
+/// One field of PostgreSQL's COPY text format: `\N` is null; backslash escapes are decoded.
+fn copy_unescape(f: &str) -> Option<String> {
+    if f == "\\N" {
+        return None;
+    }
+    if !f.contains('\\') {
+        return Some(f.to_string());
+    }
+    let b = f.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 == b.len() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let c = b[i];
+        i += 1;
+        match c {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match b.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' => {
+                let mut v = 0u32;
+                for _ in 0..2 {
+                    match b.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}

@@ -144,6 +144,92 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             print!("{}", spec::json_schema());
             Ok(0)
         }
+        Command::Digest {
+            mapping,
+            entity,
+            from,
+            mysql_query,
+            input,
+            expect,
+            threads: t,
+        } => match from {
+            _ if mysql_query => {
+                println!(
+                    "{}",
+                    crm_etl::digest::mysql_export_query(&mapping, &entity)?
+                );
+                Ok(0)
+            }
+            Some(from) => digest_command(
+                &mapping,
+                &entity,
+                from,
+                &input,
+                expect.as_deref(),
+                threads(t),
+            ),
+            None => Err(FatalError::Usage("digest: give --from".into())),
+        },
+    }
+}
+
+/// `crm-etl digest`: standard input is copied to a temporary file first, so that an empty export (no
+/// rows) can be told from a broken one.
+fn digest_command(
+    mapping: &std::path::Path,
+    entity: &str,
+    from: crm_etl::cli::ExportArg,
+    input: &std::path::Path,
+    expect: Option<&std::path::Path>,
+    threads: usize,
+) -> Result<u8, FatalError> {
+    use crm_etl::cli::ExportArg;
+    use crm_etl::digest::{digest_export, ExportFormat};
+    let format = match from {
+        ExportArg::Copy => ExportFormat::Copy,
+        ExportArg::Jsonl => ExportFormat::Jsonl,
+        ExportArg::Json => ExportFormat::Json,
+    };
+    let mut tmp = None;
+    let path = if input.as_os_str() == "-" {
+        let p = std::env::temp_dir().join(format!("crm-etl-digest-{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&p).map_err(|e| FatalError::io(&p, e))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f)
+            .map_err(|e| FatalError::io("<stdin>", e))?;
+        tmp = Some(p.clone());
+        p
+    } else {
+        input.to_path_buf()
+    };
+    let res = digest_export(mapping, entity, format, &path, threads);
+    if let Some(p) = tmp {
+        let _ = std::fs::remove_file(p);
+    }
+    let (rows, digest) = res?;
+    println!("{entity}: {rows} rows, {}", digest.text());
+    let Some(dir) = expect else { return Ok(0) };
+    let text = std::fs::read_to_string(dir.join(manifest::MANIFEST))
+        .map_err(|e| FatalError::io(dir.join(manifest::MANIFEST), e))?;
+    let m: manifest::Manifest = serde_json::from_str(&text).map_err(|e| {
+        FatalError::Usage(format!("{}: not a crm-etl manifest: {e}", dir.display()))
+    })?;
+    let Some(e) = m.entities.iter().find(|e| e.name == entity) else {
+        return Err(FatalError::Usage(format!(
+            "{}: no entity {entity:?} in the manifest",
+            dir.display()
+        )));
+    };
+    if e.written == rows && e.digest == digest.text() {
+        println!("{entity}: matches {} ({} rows)", dir.display(), e.written);
+        Ok(0)
+    } else {
+        println!(
+            "{entity}: DIFFERS from {}: the run wrote {} rows, {}",
+            dir.display(),
+            e.written,
+            e.digest
+        );
+        Ok(1)
     }
 }
 

@@ -487,6 +487,26 @@ fn record_error(e: RecordError) -> FieldError {
     }
 }
 
+/// Maps one row given as column values (None: null) and appends its digest material, or returns its
+/// first error: `crm-etl digest` reading a PostgreSQL COPY export.
+pub fn material_of_values<'a>(
+    plan: &'a EntityPlan,
+    values: &[Option<&'a str>],
+    out: &mut Vec<u8>,
+) -> Result<(), FieldError> {
+    let mut sc = Scratch::default();
+    let ctx = RecordCtx {
+        number: 0,
+        ordinal: 0,
+    };
+    map_fields(plan, |i| values.get(i).copied().flatten(), &ctx, &mut sc);
+    if let Some(e) = sc.errors.into_iter().next() {
+        return Err(e);
+    }
+    digest::material(&sc.cells, &sc.text, out);
+    Ok(())
+}
+
 /// The output text of some fields of one record, joined by `|`: quoted in duplicate-key rejects.
 /// `ordinal` picks the child of a nested entity's record.
 pub fn key_text(

@@ -177,9 +177,10 @@ pub fn sqlite_value(c: &Cell, text: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// A SQLite text literal.
+/// A SQLite text literal. Text holding a NUL (which SQL text cannot carry) or a CR (which the sqlite3
+/// shell drops before a line end) goes through a blob cast.
 pub fn sqlite_text(v: &str, out: &mut Vec<u8>) {
-    if v.contains('\0') {
+    if v.contains(['\0', '\r']) {
         out.extend_from_slice(b"CAST(X'");
         for b in v.bytes() {
             out.extend_from_slice(format!("{b:02X}").as_bytes());
