@@ -82,12 +82,19 @@ impl Db {
             res => {
                 let why = match res {
                     Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                    Err(e) => e.to_string(),
+                    Err(e) => format!(
+                        "{}: {e}",
+                        match kind {
+                            Kind::Postgres => "psql",
+                            Kind::Mysql => "mariadb",
+                            Kind::Sqlite => "sqlite3",
+                        }
+                    ),
                 };
                 if std::env::var("CI").as_deref() == Ok("true") {
                     panic!("{test}: {kind:?} is required in CI and is not usable: {why}");
                 }
-                eprintln!("NOT RUN: {test} on {kind:?}: {}", why.trim());
+                util::not_run(&format!("{test} on {kind:?}: {}", why.trim()));
                 None
             }
         }

@@ -89,8 +89,15 @@ pub fn realdata(test: &str) -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: ../shared/realdata is missing, and CI=true requires it");
     }
-    eprintln!("NOT RUN: {test}: ../shared/realdata is not here (it is in CI)");
+    not_run(&format!("{test}: ../shared/realdata is not here (it is in CI)"));
     None
+}
+
+/// Says that a test (or part of one) did not run, on the real standard error: the test harness
+/// captures `eprintln!` of passing tests, and this must be seen.
+pub fn not_run(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "NOT RUN: {what}");
 }
 
 /// Compares two texts line by line, failing with the first differing lines shown.
