@@ -870,13 +870,18 @@ fn write_scripts(
         .collect();
     let mut files = Vec::new();
     for &d in &cx.targets {
-        for (name, text) in [
-            ("schema.sql", script::schema(d, &cx.tables, ddl)),
+        let after = script::keys_after_rows(d, ddl, cx.mode);
+        let mut scripts = vec![
+            ("schema.sql", script::schema(d, &cx.tables, ddl, after)),
             (
                 "load.sql",
-                script::load_script(d, &cx.tables, &loaded, cx.mode),
+                script::load_script(d, &cx.tables, &loaded, cx.mode, after),
             ),
-        ] {
+        ];
+        if after {
+            scripts.push(("constraints.sql", script::constraints(d, &cx.tables)));
+        }
+        for (name, text) in scripts {
             let path = format!("load/{}/{name}", d.name());
             let mut f = AtomicFile::create(&cx.opts.out.join(&path))?;
             f.write_bytes(text.as_bytes())?;

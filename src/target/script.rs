@@ -178,9 +178,49 @@ pub fn copy_frame(into: &str, columns: &[String]) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// Whether keys and foreign keys are added after the rows (PostgreSQL, into tables this load creates
+/// empty, without upserts, which need the keys): one index build after a bulk load is faster than
+/// keeping the index up to date row by row, and checking a foreign key once is one join.
+pub fn keys_after_rows(d: Dialect, ddl: Ddl, mode: LoadMode) -> bool {
+    d == Dialect::Postgres && ddl == Ddl::Recreate && mode == LoadMode::Insert
+}
+
+/// `constraints.sql` (see [`keys_after_rows`]): primary keys and unique keys, then foreign keys.
+pub fn constraints(d: Dialect, tables: &[Table]) -> String {
+    let mut s = String::from(
+        "-- Keys and foreign keys, added after the rows are loaded (written by crm-etl).\n",
+    );
+    for t in tables {
+        let tn = ident(d, &t.name);
+        if !t.primary_key.is_empty() {
+            let _ = writeln!(
+                s,
+                "ALTER TABLE {tn} ADD PRIMARY KEY ({});",
+                cols(d, &t.primary_key)
+            );
+        }
+        for u in &t.unique {
+            let _ = writeln!(s, "ALTER TABLE {tn} ADD UNIQUE ({});", ident(d, u));
+        }
+    }
+    for t in tables {
+        for fk in &t.foreign_keys {
+            let _ = writeln!(
+                s,
+                "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({});",
+                ident(d, &t.name),
+                ident(d, &fk.column),
+                ident(d, &fk.parent),
+                ident(d, &fk.parent_column)
+            );
+        }
+    }
+    s
+}
+
 /// `schema.sql`: DROP (with `recreate`) and CREATE TABLE statements, parents first; foreign keys to
-/// tables created later are added at the end.
-pub fn schema(d: Dialect, tables: &[Table], ddl: Ddl) -> String {
+/// tables created later are added at the end. With `keys_after`, keys wait for `constraints.sql`.
+pub fn schema(d: Dialect, tables: &[Table], ddl: Ddl, keys_after: bool) -> String {
     let mut s = format!(
         "-- Tables for {}, written by crm-etl ({}), parents first.\n",
         match d {
@@ -226,17 +266,17 @@ pub fn schema(d: Dialect, tables: &[Table], ddl: Ddl) -> String {
                 )
             })
             .collect();
-        if !t.primary_key.is_empty() {
+        if !t.primary_key.is_empty() && !keys_after {
             parts.push(format!("  PRIMARY KEY ({})", cols(d, &t.primary_key)));
         }
-        for u in &t.unique {
+        for u in t.unique.iter().filter(|_| !keys_after) {
             parts.push(format!("  UNIQUE ({})", ident(d, u)));
         }
         // SQLite checks foreign keys when rows change, so it may name a table created later.
         for fk in t
             .foreign_keys
             .iter()
-            .filter(|f| !f.later || d == Dialect::Sqlite)
+            .filter(|f| (!f.later || d == Dialect::Sqlite) && !keys_after)
         {
             parts.push(format!(
                 "  FOREIGN KEY ({}) REFERENCES {} ({})",
@@ -257,7 +297,7 @@ pub fn schema(d: Dialect, tables: &[Table], ddl: Ddl) -> String {
         }
         s.push_str(";\n");
     }
-    for t in tables {
+    for t in tables.iter().filter(|_| !keys_after) {
         for fk in t.foreign_keys.iter().filter(|f| f.later) {
             let name = format!("fk_{}_{}", t.name, fk.column);
             let add = |if_not_exists: &str| {
@@ -298,7 +338,13 @@ pub struct Loaded {
 }
 
 /// `load.sql`: the entry script.
-pub fn load_script(d: Dialect, tables: &[Table], loaded: &[Loaded], mode: LoadMode) -> String {
+pub fn load_script(
+    d: Dialect,
+    tables: &[Table],
+    loaded: &[Loaded],
+    mode: LoadMode,
+    keys_after: bool,
+) -> String {
     let mut s = String::new();
     let run = match d {
         Dialect::Postgres => {
@@ -317,7 +363,7 @@ pub fn load_script(d: Dialect, tables: &[Table], loaded: &[Loaded], mode: LoadMo
         Dialect::Postgres => {
             s.push_str("-- One transaction: a failure leaves the database as it was.\n");
             s.push_str(
-                "\\set ON_ERROR_STOP on\nSET client_encoding = 'UTF8';\nBEGIN;\n\\ir schema.sql\n",
+                "\\set ON_ERROR_STOP on\nSET client_encoding = 'UTF8';\nBEGIN;\n-- Index builds after a bulk load sort in memory.\nSET LOCAL maintenance_work_mem = '256MB';\n\\ir schema.sql\n",
             );
         }
         Dialect::Mysql => {
@@ -358,6 +404,9 @@ pub fn load_script(d: Dialect, tables: &[Table], loaded: &[Loaded], mode: LoadMo
                 let _ = writeln!(s, "DROP TEMPORARY TABLE {};", ident(d, &stage));
             }
         }
+    }
+    if keys_after {
+        s.push_str("\\ir constraints.sql\n");
     }
     for (t, l) in tables.iter().zip(loaded) {
         if t.deferred.is_empty() || l.update_columns.is_empty() {

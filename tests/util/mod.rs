@@ -89,7 +89,9 @@ pub fn realdata(test: &str) -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: ../shared/realdata is missing, and CI=true requires it");
     }
-    not_run(&format!("{test}: ../shared/realdata is not here (it is in CI)"));
+    not_run(&format!(
+        "{test}: ../shared/realdata is not here (it is in CI)"
+    ));
     None
 }
 

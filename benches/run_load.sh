@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark: 1M contacts from the export (bench-data/Contact.csv) to a loaded PostgreSQL
+# table, three ways, in one go on this machine:
+#   crm-etl      `crm-etl run --target postgres` (typed, checked, with its primary key) then
+#                `psql -f load/postgres/load.sql` (COPY in one transaction)
+#   pgloader     pgloader on the raw CSV into a table of text columns (no typing, no key: less work)
+#   insert-loop  one INSERT statement per row in autocommit, as a hand-written loader does, on a
+#                10,000-row sample, scaled to the full count
+# Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and pgloader (apt-get install pgloader).
+#
+#   bash benches/run_load.sh [CONTACTS]      # default 1000000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+cargo build --release --quiet --bin crm-etl --example gen_crm
+if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
+  ./target/release/examples/gen_crm bench-data "$n" 42
+  echo "$n" > bench-data/.n
+fi
+command -v pgloader >/dev/null || { apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; }
+tmp=$(mktemp -d)
+db=crm_etl_bench_$$
+pg() { psql -X -q -h 127.0.0.1 -U postgres "$@"; }
+trap 'rm -rf "$tmp"; pg -d test -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
+pg -d test -c "CREATE DATABASE $db"
+input=$(realpath bench-data/Contact.csv)
+bytes=$(stat -c %s "$input")
+. benches/lib.sh
+
+# crm-etl: run, then the generated script; `recreate` makes every repetition start from an empty table.
+cat > "$tmp/crm-etl.sh" <<SH
+set -e
+rm -rf "$tmp/e2e"
+./target/release/crm-etl run benches/contacts.toml --out "$tmp/e2e" --quiet --target postgres --ddl recreate
+psql -X -q -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -d $db -f "$tmp/e2e/load/postgres/load.sql" >/dev/null
+SH
+
+# pgloader: the raw file into text columns.
+cols=$(head -1 "$input" | tr -d '\r')
+# pgloader folds column names to lower case.
+coldefs=$(echo "$cols" | tr ',' '\n' | tr 'A-Z' 'a-z' | sed 's/.*/& text/' | paste -sd, -)
+cat > "$tmp/pgloader.load" <<LOAD
+LOAD CSV
+  FROM '$input' ($(echo "$cols"))
+  INTO postgresql://postgres@127.0.0.1:5432/$db?contact_pgloader ($(echo "$cols"))
+  WITH skip header = 1, fields optionally enclosed by '"', fields escaped by double-quote,
+       fields terminated by ','
+  BEFORE LOAD DO \$\$ DROP TABLE IF EXISTS contact_pgloader; \$\$,
+                 \$\$ CREATE TABLE contact_pgloader ($coldefs); \$\$;
+LOAD
+
+# The INSERT loop: 10,000 rows of the crm-etl output as single-row INSERTs, each its own transaction.
+sample=10000
+./target/release/crm-etl run benches/contacts.toml --out "$tmp/sample" --quiet --target sqlite --ddl recreate
+{
+  echo "DROP TABLE IF EXISTS contact_loop;"
+  sed -n '/^CREATE TABLE/,/^);/p' "$tmp/sample/load/sqlite/schema.sql" \
+    | sed 's/"contact"/"contact_loop"/; s/INTEGER/BIGINT/; s/REAL/DOUBLE PRECISION/'
+} > "$tmp/loop-schema.sql"
+head -n "$sample" "$tmp/sample/load/sqlite/contact.sql" | sed 's/^INSERT INTO "contact"/INSERT INTO "contact_loop"/' > "$tmp/loop.sql"
+
+{
+  RUNS=${RUNS:-3} measure crm-etl bash "$tmp/crm-etl.sh"
+  RUNS=1 measure pgloader pgloader --quiet "$tmp/pgloader.load"
+  pg -d "$db" -f "$tmp/loop-schema.sql" >/dev/null
+  RUNS=1 measure insert-loop-sample psql -X -q -h 127.0.0.1 -U postgres -d "$db" -f "$tmp/loop.sql"
+} > "$tmp/results"
+rows=$(pg -d "$db" -Atc "SELECT count(*) FROM contact")
+pgrows=$(pg -d "$db" -Atc "SELECT count(*) FROM contact_pgloader")
+# Scale the loop's time to the full row count.
+awk -v n="$n" -v s="$sample" '$1=="insert-loop-sample"{printf "insert-loop %.2f %s\n", $2*n/s, $3; next} {print}' "$tmp/results" > "$tmp/scaled"
+echo "input: $input, $n contacts, $((bytes / 1000000)) MB; $(nproc) threads; $(date -u +%F)"
+echo "rows loaded: crm-etl $rows, pgloader $pgrows; insert loop timed on $sample rows and scaled"
+echo
+table "$tmp/scaled" crm-etl "$bytes"
