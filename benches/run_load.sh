@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end load benchmark: 1M contacts from the export (bench-data/Contact.csv) to a loaded PostgreSQL
 # table, three ways, in one go on this machine:
-#   crm-etl      `crm-etl run --target postgres` (typed, checked, with its primary key) then
-#                `psql -f load/postgres/load.sql` (COPY in one transaction)
-#   pgloader     pgloader on the raw CSV into a table of text columns (no typing, no key: less work)
+#   crm-etl      `crm-etl run --target postgres --ddl recreate` (typed, checked, with its primary key)
+#                then `psql -f load/postgres/load.sql` (binary COPY in one transaction)
+#   pgloader     pgloader on the raw CSV into a table with the same column types and primary key
 #   insert-loop  one INSERT statement per row in autocommit, as a hand-written loader does, on a
 #                10,000-row sample, scaled to the full count
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and pgloader (apt-get install pgloader).
@@ -32,13 +32,18 @@ cat > "$tmp/crm-etl.sh" <<SH
 set -e
 rm -rf "$tmp/e2e"
 ./target/release/crm-etl run benches/contacts.toml --out "$tmp/e2e" --quiet --target postgres --ddl recreate
-psql -X -q -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -d $db -f "$tmp/e2e/load/postgres/load.sql" >/dev/null
+cd "$tmp/e2e" && psql -X -q -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -d $db -f load/postgres/load.sql >/dev/null
 SH
 
-# pgloader: the raw file into text columns.
+# pgloader: the raw file into the same types and key as crm-etl's table (PostgreSQL parses the raw
+# values; this export's dates, booleans and timestamps are all in forms it reads). pgloader folds
+# column names to lower case.
 cols=$(head -1 "$input" | tr -d '\r')
-# pgloader folds column names to lower case.
-coldefs=$(echo "$cols" | tr ',' '\n' | tr 'A-Z' 'a-z' | sed 's/.*/& text/' | paste -sd, -)
+coldefs="id varchar(18) primary key, accountid varchar(18), salutation text, firstname text, lastname text,
+  email text, phone text, mobilephone text, mailingstreet text, mailingcity text, mailingpostalcode text,
+  mailingcountry text, birthdate date, leadsource text, hasoptedoutofemail boolean,
+  annualincome__c numeric(12,2), score__c float8, status__c text, createddate timestamptz,
+  lastactivitydate date, description text"
 cat > "$tmp/pgloader.load" <<LOAD
 LOAD CSV
   FROM '$input' ($(echo "$cols"))

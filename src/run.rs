@@ -352,14 +352,10 @@ fn run_entity(
                 encode::footer(&plan),
             )?);
             for t in &plan.targets {
-                let (head, foot) = match (t.dialect, table) {
-                    (Dialect::Postgres, Some(tb)) => script::copy_frame(
-                        &script::load_table(tb, cx.mode),
-                        &plan
-                            .fields
-                            .iter()
-                            .map(|f| f.name.clone())
-                            .collect::<Vec<_>>(),
+                let (head, foot) = match t.dialect {
+                    Dialect::Postgres => (
+                        crate::target::pgcopy::HEADER.to_vec(),
+                        crate::target::pgcopy::TRAILER.to_vec(),
                     ),
                     _ => (Vec::new(), Vec::new()),
                 };
@@ -728,7 +724,10 @@ fn write_updates(
     for &d in &cx.targets {
         let upd = format!("crm_etl_updates_{}", entity.name);
         let (head, foot) = match d {
-            Dialect::Postgres => script::copy_frame(&upd, &columns),
+            Dialect::Postgres => (
+                crate::target::pgcopy::HEADER.to_vec(),
+                crate::target::pgcopy::TRAILER.to_vec(),
+            ),
             _ => (Vec::new(), Vec::new()),
         };
         let w = RowWriter::new(
@@ -809,7 +808,13 @@ fn write_updates(
                     }
                     row.extend_from_slice(b");\n");
                 }
-                _ => {
+                Dialect::Postgres => {
+                    crate::target::pgcopy::row_start(update.len(), &mut row);
+                    for (v, ty) in update.iter().zip(&types) {
+                        crate::target::pgcopy::value(*ty, *v, &mut row);
+                    }
+                }
+                Dialect::Mysql => {
                     for (i, (v, ty)) in update.iter().zip(&types).enumerate() {
                         if i > 0 {
                             row.push(b'\t');

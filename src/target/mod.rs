@@ -1,6 +1,7 @@
 //! Bulk-load targets: each database's data-file encoding of a row (in the parallel stage, like the main
 //! output), its column types and identifier quoting. The scripts that load the files are in `script`.
 
+pub mod pgcopy;
 pub mod script;
 
 use crate::spec::Dialect;
@@ -78,7 +79,7 @@ pub fn column_type(d: Dialect, ty: FieldType, max_length: Option<usize>, key: bo
     }
 }
 
-/// Appends one row of a target's data file: PostgreSQL COPY text and MySQL LOAD DATA rows (tab
+/// Appends one row of a target's data file: a PostgreSQL binary COPY row, a MySQL LOAD DATA row (tab
 /// separated, `\N` for null, backslash escapes), or a SQLite INSERT statement.
 pub fn encode_row(
     t: &TargetOut,
@@ -88,7 +89,17 @@ pub fn encode_row(
     out: &mut Vec<u8>,
 ) {
     match t.dialect {
-        Dialect::Postgres | Dialect::Mysql => {
+        Dialect::Postgres => {
+            pgcopy::row_start(cells.len(), out);
+            for (c, ty) in cells.iter().zip(types) {
+                let v = match *c {
+                    Cell::Bool(b) => Some(if b { "true" } else { "false" }),
+                    _ => c.text(text),
+                };
+                pgcopy::value(*ty, v, out);
+            }
+        }
+        Dialect::Mysql => {
             for (i, (c, ty)) in cells.iter().zip(types).enumerate() {
                 if i > 0 {
                     out.push(b'\t');
@@ -112,7 +123,7 @@ pub fn encode_row(
     }
 }
 
-/// One value of a COPY text / LOAD DATA row, by its type and text (None: null).
+/// One value of a LOAD DATA row (or PostgreSQL COPY text), by its type and text (None: null).
 pub fn tsv_value(d: Dialect, ty: FieldType, v: Option<&str>, out: &mut Vec<u8>) {
     let Some(v) = v else {
         out.extend_from_slice(b"\\N");
@@ -153,7 +164,7 @@ fn tsv_escape(v: &[u8], out: &mut Vec<u8>) {
             b'\t' => out.extend_from_slice(b"\\t"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
-            // Only MySQL rows can hold NUL (PostgreSQL text cannot: such records are rejected).
+            // Only MySQL rows hold NUL (PostgreSQL text cannot: such records are rejected).
             0 => out.extend_from_slice(b"\\0"),
             _ => out.push(b),
         }

@@ -119,7 +119,7 @@ pub fn tables(m: &Mapping, order: &[usize]) -> Vec<Table> {
 /// Path of an entity's data file, relative to the output folder.
 pub fn data_file(d: Dialect, entity: &str) -> String {
     let ext = match d {
-        Dialect::Postgres => "copy",
+        Dialect::Postgres => "pgcopy",
         Dialect::Mysql => "tsv",
         Dialect::Sqlite => "sql",
     };
@@ -129,7 +129,7 @@ pub fn data_file(d: Dialect, entity: &str) -> String {
 /// Path of an entity's updates file (deferred references), relative to the output folder.
 pub fn updates_file(d: Dialect, entity: &str) -> String {
     let ext = match d {
-        Dialect::Postgres => "updates.copy",
+        Dialect::Postgres => "updates.pgcopy",
         Dialect::Mysql => "updates.tsv",
         Dialect::Sqlite => "updates.sql",
     };
@@ -161,21 +161,6 @@ pub fn load_table(t: &Table, mode: LoadMode) -> String {
     } else {
         t.name.clone()
     }
-}
-
-/// What a PostgreSQL data file starts and ends with: it is a COPY FROM STDIN that `load.sql` includes
-/// with `\ir`, so no path is baked in.
-pub fn copy_frame(into: &str, columns: &[String]) -> (Vec<u8>, Vec<u8>) {
-    let d = Dialect::Postgres;
-    (
-        format!(
-            "COPY {} ({}) FROM STDIN;\n",
-            ident(d, into),
-            cols(d, columns)
-        )
-        .into_bytes(),
-        b"\\.\n".to_vec(),
-    )
 }
 
 /// Whether keys and foreign keys are added after the rows (PostgreSQL, into tables this load creates
@@ -390,9 +375,7 @@ pub fn load_script(
         }
         let into = load_table(t, mode);
         match d {
-            Dialect::Postgres => {
-                let _ = writeln!(s, "\\ir {}.copy", t.name);
-            }
+            Dialect::Postgres => s.push_str(&pg_copy(&data_file(d, &t.name), &into, &names)),
             Dialect::Mysql => s.push_str(&load_data(&data_file(d, &t.name), &into, &names, l.rows)),
             Dialect::Sqlite => {
                 let _ = writeln!(s, ".read {}", data_file(d, &t.name));
@@ -425,7 +408,7 @@ pub fn load_script(
         );
         match d {
             Dialect::Postgres => {
-                let _ = writeln!(s, "\\ir {}.updates.copy", t.name);
+                s.push_str(&pg_copy(&updates_file(d, &t.name), &upd, &l.update_columns))
             }
             Dialect::Mysql => s.push_str(&load_data(
                 &updates_file(d, &t.name),
@@ -489,6 +472,17 @@ fn create_like(d: Dialect, name: &str, like: &str, only: Option<&[String]>) -> S
             format!("CREATE TEMP TABLE {n} AS SELECT {select} FROM {l} WHERE 0;")
         }
     }
+}
+
+/// psql's `\copy` of one binary COPY file (relative to the folder psql runs in).
+fn pg_copy(file: &str, into: &str, columns: &[String]) -> String {
+    let d = Dialect::Postgres;
+    format!(
+        "\\copy {} ({}) FROM {} WITH (FORMAT binary)\n",
+        ident(d, into),
+        cols(d, columns),
+        literal(file)
+    )
 }
 
 /// LOAD DATA LOCAL of one file, then a check that it skipped nothing: with LOCAL, MySQL turns
