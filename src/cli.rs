@@ -95,6 +95,10 @@ pub enum Command {
         /// Load scripts: plain inserts, or upserts by primary key.
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
+        /// Also write the run's figures as one self-contained HTML page (counts, rejects by reason and
+        /// field, orphans, throughput).
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Worker threads for mapping. Default: RAYON_NUM_THREADS, else all cores. Output is the same for any value.
         #[arg(long)]
         threads: Option<usize>,

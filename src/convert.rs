@@ -34,6 +34,8 @@ pub struct ConvertOptions {
     pub xml_root: Option<String>,
     pub xml_record: Option<String>,
     pub max_record_bytes: u64,
+    /// Progress on stderr.
+    pub progress: crate::progress::Mode,
 }
 
 /// Records read ahead to find the columns of a JSON or XML input.
@@ -184,6 +186,11 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         .build()
         .map_err(|e| FatalError::Internal(format!("thread pool: {e}")))?;
     let mut state = EntityState::default();
+    let size = std::fs::metadata(&opts.input).map_or(0, |m| m.len());
+    state.progress = crate::progress::Step::new(opts.progress, "convert", size);
+    if let Some(p) = state.progress.as_mut() {
+        p.file(opened.hash.clone());
+    }
     pump(
         opened.reader,
         &plan,
@@ -194,6 +201,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         &mut state,
         None,
     )?;
+    if let Some(p) = state.progress.take() {
+        p.finish(state.read);
+    }
     let rows = outputs.main.rows;
     outputs.main.finish()?;
     Ok(rows)

@@ -34,6 +34,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             target,
             ddl,
             mode,
+            report,
         } => {
             let opts = run::RunOptions {
                 mapping,
@@ -45,8 +46,14 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 targets: target.map(|ts| ts.into_iter().map(Into::into).collect()),
                 ddl: ddl.map(Into::into),
                 mode: mode.map(Into::into),
+                progress: crm_etl::progress::Mode::detect(quiet),
             };
             let res = run::run(&opts)?;
+            if let Some(path) = &report {
+                let mut f = crm_etl::write::AtomicFile::create(path)?;
+                f.write_bytes(crm_etl::report::html(&res.manifest).as_bytes())?;
+                f.finish()?;
+            }
             if dry_run {
                 print!("{}", dry_run_report(&res));
                 return Ok(u8::from(res.over_limit));
@@ -122,6 +129,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 xml_root: Some(xml_root),
                 xml_record: Some(xml_record),
                 max_record_bytes,
+                progress: crm_etl::progress::Mode::detect(false),
             };
             convert::convert(&opts)?;
             Ok(0)
@@ -282,11 +290,11 @@ fn dry_run_report(res: &run::RunResult) -> String {
     s
 }
 
-/// The per-entity table printed after a run.
+/// The per-entity table printed after a run (the same figures are in the manifest).
 fn run_summary(m: &manifest::Manifest) -> String {
     let mut s = format!(
-        "{:<24} {:>12} {:>12} {:>10}  reasons\n",
-        "entity", "read", "written", "rejected"
+        "{:<24} {:>10} {:>10} {:>9} {:>8} {:>8} {:>7}  rejects by reason\n",
+        "entity", "read", "written", "rejected", "orphans", "time (s)", "MB/s"
     );
     for e in &m.entities {
         let reasons: Vec<String> = e
@@ -294,12 +302,21 @@ fn run_summary(m: &manifest::Manifest) -> String {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let secs = e.millis as f64 / 1000.0;
+        let rate = if e.millis > 0 {
+            format!("{:.0}", e.input_bytes as f64 / 1e6 / secs)
+        } else {
+            "-".into()
+        };
         s.push_str(&format!(
-            "{:<24} {:>12} {:>12} {:>10}  {}\n",
+            "{:<24} {:>10} {:>10} {:>9} {:>8} {:>8.2} {:>7}  {}\n",
             e.name,
             e.read,
             e.written,
             e.rejected,
+            e.orphans.values().sum::<u64>(),
+            secs,
+            rate,
             reasons.join(" ")
         ));
     }

@@ -68,6 +68,15 @@ pub struct EntityEntry {
     /// `crm-etl digest` recomputes from a database's export of the table.
     #[serde(default)]
     pub digest: String,
+    /// Rejected records per field of their first error (`""`: the record as a whole).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejects_by_field: BTreeMap<String, u64>,
+    /// Bytes of the entity's input files, and the entity's wall time in milliseconds (a duplicate key
+    /// pass included).
+    #[serde(default)]
+    pub input_bytes: u64,
+    #[serde(default)]
+    pub millis: u64,
 }
 
 /// An entity's updates file: rows that set deferred references once every row is loaded.

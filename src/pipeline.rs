@@ -55,6 +55,8 @@ pub struct EntityState {
     pub samples: Vec<(String, Reject)>,
     /// Order-independent digest of the written rows.
     pub digest: crate::digest::Digest,
+    /// Progress shown on stderr, if any.
+    pub progress: Option<crate::progress::Step>,
     /// Indexes for the entities that reference this one, one per `plan.index_by`.
     pub indexes: Vec<KeyIndex>,
     /// Per field name: orphan references written as null or kept.
@@ -65,6 +67,8 @@ pub struct EntityState {
     pub written: u64,
     pub rejected: u64,
     pub by_reason: BTreeMap<String, u64>,
+    /// Rejected records per field of their first error (empty: the record as a whole).
+    pub by_field: BTreeMap<String, u64>,
 }
 
 /// Where rejects go: a rejects file, nowhere because any reject is fatal, or only counted (a dry run,
@@ -176,6 +180,9 @@ pub fn pump(
                         &mut rejects,
                         state,
                     )?;
+                }
+                if let Some(p) = state.progress.as_mut() {
+                    p.update(state.read);
                 }
                 let _ = free_tx.send(batch);
                 let _ = spent_tx.send(outs);
@@ -495,6 +502,8 @@ fn reject(
     state.rejected += 1;
     let code = first.map(|e| e.code.as_str()).unwrap_or("malformed");
     *state.by_reason.entry(code.to_string()).or_default() += 1;
+    let field = first.map(|e| e.field.as_str()).unwrap_or("");
+    *state.by_field.entry(field.to_string()).or_default() += 1;
     match sink {
         RejectSink::File(w) => w.write(display, r)?,
         RejectSink::Count if state.samples.len() < SAMPLES => {

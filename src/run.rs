@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub targets: Option<Vec<crate::spec::Dialect>>,
     pub ddl: Option<crate::spec::Ddl>,
     pub mode: Option<crate::spec::LoadMode>,
+    /// Progress on stderr.
+    pub progress: crate::progress::Mode,
 }
 
 /// The outcome of a complete run.
@@ -265,6 +267,8 @@ struct EntityOutput {
     rejects: Option<OutputEntry>,
     /// The load targets' data files.
     target_outputs: Vec<OutputEntry>,
+    /// Bytes of the input files read.
+    inputs_bytes: u64,
 }
 
 /// Reads every file of entity `i` through its plan. `write` false: a pass that writes nothing (the
@@ -297,6 +301,18 @@ fn run_entity(
     let table = cx.tables.iter().find(|t| t.name == entity.name);
     let mut inputs = Vec::new();
     let mut records_before = 0u64;
+    if state.progress.is_none() {
+        let total = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        let label = match state.dups {
+            Dups::Collect(_) => format!("{} (keys)", entity.name),
+            _ => entity.name.clone(),
+        };
+        state.progress = crate::progress::Step::new(opts.progress, &label, total);
+    }
     for file in &files {
         let display = display_path(base, file);
         let opened = open_input(
@@ -369,6 +385,9 @@ fn run_entity(
             .as_mut()
             .ok_or_else(|| FatalError::Internal("writer".into()))?;
         let size = std::fs::metadata(file).ok().map(|md| md.len());
+        if let Some(p) = state.progress.as_mut() {
+            p.file(opened.hash.clone());
+        }
         let sink = if write {
             RejectSink::File(&mut rejects)
         } else {
@@ -424,12 +443,16 @@ fn run_entity(
         rows: reject_rows,
         blake3,
     });
+    if let Some(p) = state.progress.take() {
+        p.finish(state.read);
+    }
     if state.read != state.written + state.rejected {
         return Err(FatalError::Internal(format!(
             "entity {:?}: read {} != written {} + rejected {}",
             entity.name, state.read, state.written, state.rejected
         )));
     }
+    let inputs_bytes = inputs.iter().map(|x| x.bytes).sum();
     Ok(EntityOutput {
         state,
         inputs,
@@ -437,6 +460,7 @@ fn run_entity(
         out_name,
         output,
         rejects,
+        inputs_bytes,
         target_outputs,
     })
 }
@@ -563,12 +587,13 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     let mut indexes: HashMap<(String, String, bool), Arc<KeyIndex>> = HashMap::new();
     for &i in &order {
         let entity = &m.entities[i];
+        let clock = std::time::Instant::now();
         let state = initial_state(&cx, i, &indexes)?;
         let done = run_entity(&cx, i, &indexes, state, !opts.dry_run)?;
         let mut state = done.state;
-        for input in done.inputs {
+        for input in &done.inputs {
             if !inputs.iter().any(|x| x.path == input.path) {
-                inputs.push(input);
+                inputs.push(input.clone());
             }
         }
         outputs.extend(done.output);
@@ -600,6 +625,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             unmapped: state.unmapped,
             updates: None,
             digest: String::new(),
+            rejects_by_field: state.by_field,
+            input_bytes: done.inputs_bytes,
+            millis: clock.elapsed().as_millis() as u64,
         });
     }
     // Deferred references resolve once every entity has run, against the complete indexes.

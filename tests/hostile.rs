@@ -80,6 +80,7 @@ fn opts(input: &Path, output: &Path, from: InputFormat, record_path: &str) -> Co
         xml_root: None,
         xml_record: None,
         max_record_bytes: 1 << 20,
+        progress: crm_etl::progress::Mode::Off,
     }
 }
 

@@ -383,3 +383,138 @@ fn dry_run_writes_nothing_and_reports_what_a_run_would_do() {
         .collect();
     assert!(left.is_empty(), "spill files left: {left:?}");
 }
+
+#[test]
+fn the_run_report_has_timings_and_a_self_contained_html_page() {
+    let mapping = root().join("fixtures/cases/cycles/mapping.toml");
+    let w = Workdir::new();
+    let o = w.expect(
+        &[
+            "run",
+            mapping.to_str().unwrap(),
+            "--out",
+            "out",
+            "--max-rejects",
+            "10",
+            "--report",
+            "report.html",
+        ],
+        0,
+    );
+    // The table on stderr: counts, orphans, time and throughput per entity.
+    let table = stderr(&o);
+    assert!(
+        table.contains("orphans") && table.contains("MB/s"),
+        "{table}"
+    );
+    let line = table.lines().find(|l| l.starts_with("account ")).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cols[1..5], ["6", "5", "1", "3"], "{line}");
+    let m = manifest(&w, "out");
+    let a = entity(&m, "account");
+    assert!(a["input_bytes"].as_u64().unwrap() > 100);
+    assert!(a["millis"].is_u64());
+    assert_eq!(
+        entity(&m, "contact_interest")["rejects_by_field"]["contact_id"],
+        3
+    );
+    // The page holds the same figures, and nothing it would fetch.
+    let html = w.read("report.html");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("<td>contact_interest</td><td>7</td><td>4</td>"),
+        "{html}"
+    );
+    assert!(html.contains("Rejects by field"));
+    for fetch in ["src=", "href=", "<script", "@import", "url("] {
+        assert!(
+            !html.contains(fetch),
+            "the report must be self-contained: {fetch}"
+        );
+    }
+    // In headless Chromium (Debian's chromium; required in CI) the page renders those figures.
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(chromium) = chromium else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("chromium is required in CI to check that the report renders");
+        }
+        util::not_run("the report in headless Chromium (chromium is not installed)");
+        return;
+    };
+    let page = format!("file://{}", w.path("report.html").display());
+    let profile = format!("--user-data-dir={}", w.path("chromium-profile").display());
+    let dom = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            &profile,
+            "--dump-dom",
+            &page,
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("<td>contact_interest</td>"),
+        "rendered DOM: {dom}"
+    );
+    assert!(dom.contains("id=\"status\">ok</b>"), "rendered DOM: {dom}");
+}
+
+#[test]
+fn progress_shows_only_when_asked_or_on_a_terminal() {
+    let mapping = root().join("fixtures/cases/cycles/mapping.toml");
+    let w = Workdir::new();
+    // Not a terminal: nothing but the summary.
+    let o = w.expect(
+        &[
+            "run",
+            mapping.to_str().unwrap(),
+            "--out",
+            "a",
+            "--max-rejects",
+            "10",
+        ],
+        0,
+    );
+    assert!(!stderr(&o).contains("progress:"), "{}", stderr(&o));
+    // CRM_ETL_PROGRESS=always: plain lines per entity, ending at 100 %.
+    let o = w
+        .cmd(&[
+            "run",
+            mapping.to_str().unwrap(),
+            "--out",
+            "b",
+            "--max-rejects",
+            "10",
+        ])
+        .env("CRM_ETL_PROGRESS", "always")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        err.contains("progress: account: ") && err.contains("(100 %), 6 records"),
+        "{err}"
+    );
+    // --quiet wins.
+    let o = w
+        .cmd(&[
+            "run",
+            mapping.to_str().unwrap(),
+            "--out",
+            "c",
+            "--max-rejects",
+            "10",
+            "-q",
+        ])
+        .env("CRM_ETL_PROGRESS", "always")
+        .output()
+        .unwrap();
+    assert_eq!(stderr(&o), "");
+}

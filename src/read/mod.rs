@@ -23,6 +23,11 @@ use crate::spec::{CsvDialect, Encoding, InputFormat, Source};
 pub struct InputHash(Arc<Mutex<(blake3::Hasher, u64)>>);
 
 impl InputHash {
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
     /// Size in bytes and BLAKE3 hex of everything read so far.
     pub fn result(&self) -> (u64, String) {
         let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
