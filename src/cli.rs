@@ -178,8 +178,27 @@ pub enum Command {
     /// Example:
     ///   crm-etl verify out/
     Verify {
-        /// An output folder of `crm-etl run`.
+        /// An output folder of `crm-etl run`, or an archive of `crm-etl archive`.
         dir: PathBuf,
+    },
+    /// Pack runs (outputs, checksums, manifest, mapping and inputs) into a tar with a checksums.b3 over
+    /// every member; `crm-etl verify ARCHIVE` checks it without unpacking, and so do `tar` and
+    /// `b3sum --check` after unpacking. Only runs that verify, with unchanged inputs, are archived; an
+    /// existing archive is never overwritten.
+    ///
+    /// Example:
+    ///   crm-etl archive out/demo --to demo-2026-11-25.tar
+    ///   crm-etl verify demo-2026-11-25.tar
+    Archive {
+        /// Output folders of `crm-etl run`.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The archive to write (a new file).
+        #[arg(long)]
+        to: PathBuf,
+        /// Leave the input files and the mapping out.
+        #[arg(long)]
+        no_inputs: bool,
     },
     /// Print the JSON Schema of mapping files.
     Schema,

@@ -3,6 +3,7 @@
 //! Data flows one way: read ([`read`]) -> compile ([`plan`]) -> map in parallel ([`map`], [`pipeline`]) ->
 //! write ([`write`]) -> hash and account ([`manifest`]).
 
+pub mod archive;
 pub mod cast;
 pub mod cli;
 pub mod convert;

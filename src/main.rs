@@ -134,8 +134,29 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             convert::convert(&opts)?;
             Ok(0)
         }
+        Command::Archive {
+            runs,
+            to,
+            no_inputs,
+        } => {
+            let (members, bytes) = crm_etl::archive::archive(&crm_etl::archive::ArchiveOptions {
+                runs,
+                to: to.clone(),
+                no_inputs,
+            })?;
+            eprintln!(
+                "crm-etl: archive: {} members, {bytes} bytes in {}",
+                members,
+                to.display()
+            );
+            Ok(0)
+        }
         Command::Verify { dir } => {
-            let findings = manifest::verify(&dir)?;
+            let findings = if dir.is_file() {
+                crm_etl::archive::verify_archive(&dir)?
+            } else {
+                manifest::verify(&dir)?
+            };
             let bad = findings.iter().filter(|f| !f.is_ok()).count();
             for f in &findings {
                 println!("{f}");
