@@ -181,6 +181,44 @@ pub enum Command {
         /// An output folder of `crm-etl run`, or an archive of `crm-etl archive`.
         dir: PathBuf,
     },
+    /// Compare two exports of one shape by key: inserted, updated (with the changed columns) and
+    /// deleted records, as insert/update/delete files in --out. Memory grows with the keys, not the rows.
+    ///
+    /// Example:
+    ///   crm-etl diff old/Contact.csv new/Contact.csv --key Id --out changes/
+    Diff {
+        /// The earlier export.
+        old: String,
+        /// The later export.
+        new: String,
+        /// Key column(s), comma-separated: unique in each file.
+        #[arg(long, value_delimiter = ',', required = true)]
+        key: Vec<String>,
+        /// Folder for insert, update and delete files.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Format of the change files.
+        #[arg(long, value_enum, default_value_t = DiffFormatArg::Csv)]
+        to: DiffFormatArg,
+        /// Input format of both files; default from the extension.
+        #[arg(long, value_enum)]
+        from: Option<InputArg>,
+        /// JSON: key path of the records array; XML: path of the record element.
+        #[arg(long)]
+        record_path: Option<String>,
+        /// JSON/XML: the columns to read, as paths, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// Field delimiter of CSV inputs.
+        #[arg(long, default_value = ",")]
+        delimiter: String,
+        /// Quote character of CSV inputs; empty for none.
+        #[arg(long, default_value = "\"")]
+        quote: String,
+        /// Input encoding.
+        #[arg(long, default_value = "auto")]
+        encoding: String,
+    },
     /// Pack runs (outputs, checksums, manifest, mapping and inputs) into a tar with a checksums.b3 over
     /// every member; `crm-etl verify ARCHIVE` checks it without unpacking, and so do `tar` and
     /// `b3sum --check` after unpacking. Only runs that verify, with unchanged inputs, are archived; an
@@ -232,6 +270,13 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+}
+
+/// `diff --to`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DiffFormatArg {
+    Csv,
+    Jsonl,
 }
 
 /// `digest --from`.

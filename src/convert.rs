@@ -75,8 +75,17 @@ fn unique_names(header: &[String]) -> Vec<String> {
     out
 }
 
-/// Converts one input; returns the number of records written.
-pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
+/// An input opened for flat reading: its records, column names (a CSV header, or JSON/XML leaf paths
+/// from `columns` or the first records) and how to extract them.
+pub struct FlatInput {
+    pub opened: crate::read::Opened,
+    pub from: InputFormat,
+    pub header: Vec<String>,
+    pub extract: Extract,
+}
+
+/// Opens `input` as `convert` reads it.
+pub fn open_flat(opts: &ConvertOptions) -> Result<FlatInput, FatalError> {
     let from = opts.from.unwrap_or_else(|| format_of(&opts.input));
     let kind = match from {
         InputFormat::Csv => InputKind::Csv {
@@ -122,6 +131,22 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
             (cols, extract)
         }
     };
+    Ok(FlatInput {
+        opened,
+        from,
+        header,
+        extract,
+    })
+}
+
+/// Converts one input; returns the number of records written.
+pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
+    let FlatInput {
+        opened,
+        from: _,
+        header,
+        extract,
+    } = open_flat(opts)?;
     // JSON keys must be unique; a CSV header keeps its names as they were.
     let names = if opts.to == OutputFormat::Csv {
         header.clone()

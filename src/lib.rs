@@ -9,6 +9,7 @@ pub mod cli;
 pub mod convert;
 pub mod datetime;
 pub mod defer;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod keyset;

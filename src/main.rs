@@ -95,23 +95,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             xml_record,
             max_record_bytes,
         } => {
-            let dspec = spec::CsvDialect {
-                delimiter,
-                quote,
-                ..spec::CsvDialect::default()
-            };
-            let dialect = read::compile_dialect(&dspec).map_err(|es| {
-                FatalError::Usage(
-                    es.into_iter()
-                        .map(|(k, m)| format!("--{k}: {m}"))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
-            let encoding: spec::Encoding = serde_json::from_value(serde_json::Value::String(
-                encoding.clone(),
-            ))
-            .map_err(|_| FatalError::Usage(format!("--encoding: unknown encoding {encoding:?}")))?;
+            let (dialect, encoding) = reading(delimiter, quote, &encoding)?;
             let opts = convert::ConvertOptions {
                 input,
                 output,
@@ -132,6 +116,56 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 progress: crm_etl::progress::Mode::detect(false),
             };
             convert::convert(&opts)?;
+            Ok(0)
+        }
+        Command::Diff {
+            old,
+            new,
+            key,
+            out,
+            to,
+            from,
+            record_path,
+            columns,
+            delimiter,
+            quote,
+            encoding,
+        } => {
+            let (dialect, encoding) = reading(delimiter, quote, &encoding)?;
+            let side = |input: String| convert::ConvertOptions {
+                input,
+                output: String::new(),
+                to: spec::OutputFormat::Csv,
+                dialect: dialect.clone(),
+                encoding,
+                ragged: spec::Ragged::Fail,
+                threads: 1,
+                from: from.map(Into::into),
+                record_path: record_path.clone(),
+                columns: columns.clone(),
+                xml_root: None,
+                xml_record: None,
+                max_record_bytes: 64 << 20,
+                progress: crm_etl::progress::Mode::Off,
+            };
+            let counts = crm_etl::diff::diff(&crm_etl::diff::DiffOptions {
+                old: side(old),
+                new: side(new),
+                key,
+                out: out.clone(),
+                format: match to {
+                    crm_etl::cli::DiffFormatArg::Csv => crm_etl::diff::DiffFormat::Csv,
+                    crm_etl::cli::DiffFormatArg::Jsonl => crm_etl::diff::DiffFormat::Jsonl,
+                },
+            })?;
+            eprintln!(
+                "crm-etl: diff: {} inserted, {} updated, {} deleted, {} unchanged; in {}",
+                counts.inserted,
+                counts.updated,
+                counts.deleted,
+                counts.unchanged,
+                out.display()
+            );
             Ok(0)
         }
         Command::Archive {
@@ -200,6 +234,31 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             None => Err(FatalError::Usage("digest: give --from".into())),
         },
     }
+}
+
+/// The CSV dialect and encoding given on the command line.
+fn reading(
+    delimiter: String,
+    quote: String,
+    encoding: &str,
+) -> Result<(read::csv::Dialect, spec::Encoding), FatalError> {
+    let dspec = spec::CsvDialect {
+        delimiter,
+        quote,
+        ..spec::CsvDialect::default()
+    };
+    let dialect = read::compile_dialect(&dspec).map_err(|es| {
+        FatalError::Usage(
+            es.into_iter()
+                .map(|(k, m)| format!("--{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let encoding: spec::Encoding =
+        serde_json::from_value(serde_json::Value::String(encoding.to_string()))
+            .map_err(|_| FatalError::Usage(format!("--encoding: unknown encoding {encoding:?}")))?;
+    Ok((dialect, encoding))
 }
 
 /// `crm-etl digest`: standard input is copied to a temporary file first, so that an empty export (no

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Diff benchmark: two snapshots of 1M contacts, the second with 1 % of rows changed, 1 % deleted and
+# 1 % inserted (benches/mutate.py, seeded), diffed by Id with `crm-etl diff`, beside DuckDB doing the same
+# anti-joins and join in the same go; and a full `crm-etl run` of one snapshot for scale.
+#
+#   bash benches/run_diff.sh [CONTACTS]     # default 1000000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+threads=$(nproc)
+cargo build --release --quiet --bin crm-etl --example gen_crm
+if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
+  ./target/release/examples/gen_crm bench-data "$n" 42
+  echo "$n" > bench-data/.n
+fi
+if [ ! -f bench-data/Contact-next.csv ] || [ bench-data/Contact.csv -nt bench-data/Contact-next.csv ]; then
+  python3 benches/mutate.py bench-data/Contact.csv bench-data/Contact-next.csv
+fi
+python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+. benches/lib.sh
+old=bench-data/Contact.csv
+new=bench-data/Contact-next.csv
+{
+  measure crm-etl-diff ./target/release/crm-etl diff "$old" "$new" --key Id --out "$tmp/out"
+  measure duckdb-diff python3 benches/peers/duckdb_diff.py "$old" "$new" "$tmp/out" "$threads"
+  measure crm-etl-full-run ./target/release/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet
+} > "$tmp/results"
+bytes=$(( $(stat -c %s "$old") + $(stat -c %s "$new") ))
+echo "two snapshots of $n contacts, $((bytes / 1000000)) MB together; $threads threads; $(date -u +%F)"
+echo
+table "$tmp/results" crm-etl-diff "$bytes"

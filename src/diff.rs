@@ -1,0 +1,416 @@
+//! `crm-etl diff OLD NEW --key COL`: what changed between two exports of one shape (CSV, JSON Lines,
+//! JSON, XML), as inserted, updated (with the changed columns) and deleted records.
+//!
+//! Streaming, in memory proportional to the keys: the old file is read once to keep, per key, a
+//! 128-bit hash of its row; the new file is read against that (inserts are written as they come,
+//! updated rows are kept until the old file's second pass, which writes deletes and updates in the old
+//! file's order). Only the updated rows' new values are held, besides the key table.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::convert::{open_flat, ConvertOptions, FlatInput};
+use crate::error::{FatalError, Position};
+use crate::plan::Extract;
+use crate::read::csv::{Batch, RecordMeta};
+use crate::read::json::{self, Extracted};
+use crate::read::xml;
+use crate::write::encode::{csv_field, json_string};
+use crate::write::AtomicFile;
+
+/// Output format of the change files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffFormat {
+    Csv,
+    Jsonl,
+}
+
+/// What `diff` was asked to do: how to read both files, the key, where to write.
+#[derive(Debug, Clone)]
+pub struct DiffOptions {
+    pub old: ConvertOptions,
+    pub new: ConvertOptions,
+    pub key: Vec<String>,
+    pub out: PathBuf,
+    pub format: DiffFormat,
+}
+
+/// Counts of a diff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiffCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+}
+
+/// The maps' keys are already 128-bit hashes: their low bits serve as the table hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type KeyMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// A key's old row: its hash, its record number (for messages), and what the new file said.
+struct Seen {
+    row: u128,
+    number: u64,
+    /// Its record number in the new file, once seen there.
+    new_number: u64,
+    state: State,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not (yet) in the new file: a delete.
+    Absent,
+    Same,
+    Updated,
+}
+
+fn hash_values<'a>(values: impl Iterator<Item = Option<&'a str>>) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for v in values {
+        match v {
+            Some(t) => {
+                h.update(&[1]);
+                h.update(&(t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+            None => h.update(&[0]),
+        }
+    }
+    h.digest128()
+}
+
+/// Calls `f` with every record's values (None: null or missing), in file order. A reader thread
+/// splits records while this one hashes them.
+fn each_record(
+    input: &mut FlatInput,
+    display: &str,
+    mut f: impl FnMut(&RecordMeta, &[Option<&str>]) -> Result<(), FatalError>,
+) -> Result<(), FatalError> {
+    let width = input.header.len();
+    let bad = |m: &RecordMeta, message: String| FatalError::BadRecord {
+        pos: Position {
+            file: display.to_string(),
+            record: m.number,
+            line: m.line,
+            byte: m.byte,
+        },
+        message,
+    };
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Batch, FatalError>>(2);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
+    let reader = &mut input.opened.reader;
+    let extract = &input.extract;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if let Some(b) = reader.pending.take() {
+                if full_tx.send(Ok(b)).is_err() {
+                    return;
+                }
+            }
+            loop {
+                let mut batch = free_rx.try_recv().unwrap_or_default();
+                batch.clear();
+                let mut more = true;
+                while batch.len() < 4096 {
+                    match reader.read_record(&mut batch) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            more = false;
+                            break;
+                        }
+                        Err(e) => {
+                            let _ = full_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if (!batch.is_empty() && full_tx.send(Ok(batch)).is_err()) || !more {
+                    return;
+                }
+            }
+        });
+        let mut ext = Extracted::default();
+        for msg in full_rx {
+            let batch = msg?;
+            for m in &batch.records {
+                let mut vals: Vec<Option<&str>> = Vec::with_capacity(width);
+                match extract {
+                    Extract::Csv => {
+                        if let Some(msg) = &m.malformed {
+                            return Err(bad(m, msg.clone()));
+                        }
+                        if m.n_fields != width {
+                            return Err(bad(
+                                m,
+                                format!("expected {width} fields, found {}", m.n_fields),
+                            ));
+                        }
+                        // One check of the raw record covers its fields (see `map::gather_csv`).
+                        std::str::from_utf8(batch.raw(m))
+                            .map_err(|e| bad(m, format!("invalid UTF-8: {e}")))?;
+                        for i in 0..width {
+                            let b = batch.field(m, i);
+                            debug_assert!(std::str::from_utf8(b).is_ok());
+                            // SAFETY: a field's bytes are the raw record's (checked just above)
+                            // less some ASCII bytes, and so valid UTF-8.
+                            vals.push(Some(unsafe { std::str::from_utf8_unchecked(b) }));
+                        }
+                    }
+                    Extract::Json(_) | Extract::Xml(_) => {
+                        let raw =
+                            std::str::from_utf8(batch.raw(m)).map_err(|e| bad(m, e.to_string()))?;
+                        let res = match extract {
+                            Extract::Json(p) => json::extract(raw, p, &mut ext),
+                            Extract::Xml(p) => xml::extract(raw, p, &mut ext),
+                            Extract::Csv => Ok(()),
+                        };
+                        res.map_err(|e| bad(m, e.message))?;
+                        for i in 0..width {
+                            vals.push(
+                                ext.spans
+                                    .get(i)
+                                    .copied()
+                                    .flatten()
+                                    .map(|(a, c)| ext.text(raw, a, c)),
+                            );
+                        }
+                    }
+                }
+                f(m, &vals)?;
+            }
+            let _ = free_tx.send(batch);
+        }
+        Ok(())
+    })
+}
+
+/// One change file.
+struct ChangeWriter {
+    file: AtomicFile,
+    format: DiffFormat,
+    columns: Vec<String>,
+    buf: Vec<u8>,
+}
+
+impl ChangeWriter {
+    fn new(
+        dir: &Path,
+        name: &str,
+        format: DiffFormat,
+        columns: &[String],
+        changed: bool,
+    ) -> Result<Self, FatalError> {
+        let ext = match format {
+            DiffFormat::Csv => "csv",
+            DiffFormat::Jsonl => "jsonl",
+        };
+        let mut file = AtomicFile::create(&dir.join(format!("{name}.{ext}")))?;
+        let mut columns = columns.to_vec();
+        if changed {
+            columns.push("_changed".into());
+        }
+        if format == DiffFormat::Csv {
+            let mut head = Vec::new();
+            for (i, c) in columns.iter().enumerate() {
+                if i > 0 {
+                    head.push(b',');
+                }
+                csv_field(c.as_bytes(), false, &mut head);
+            }
+            head.push(b'\n');
+            file.write_bytes(&head)?;
+        }
+        Ok(ChangeWriter {
+            file,
+            format,
+            columns,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes values (and, for updates, the changed column names).
+    fn row(&mut self, values: &[Option<&str>], changed: Option<&[&str]>) -> Result<(), FatalError> {
+        self.buf.clear();
+        match self.format {
+            DiffFormat::Csv => {
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b',');
+                    }
+                    if let Some(t) = v {
+                        csv_field(t.as_bytes(), true, &mut self.buf);
+                    }
+                }
+                if let Some(c) = changed {
+                    self.buf.push(b',');
+                    csv_field(c.join(";").as_bytes(), true, &mut self.buf);
+                }
+            }
+            DiffFormat::Jsonl => {
+                self.buf.push(b'{');
+                for (i, (v, name)) in values.iter().zip(&self.columns).enumerate() {
+                    if i > 0 {
+                        self.buf.push(b',');
+                    }
+                    json_string(name, &mut self.buf);
+                    self.buf.push(b':');
+                    match v {
+                        Some(t) => json_string(t, &mut self.buf),
+                        None => self.buf.extend_from_slice(b"null"),
+                    }
+                }
+                if let Some(c) = changed {
+                    self.buf.extend_from_slice(b",\"_changed\":[");
+                    for (i, name) in c.iter().enumerate() {
+                        if i > 0 {
+                            self.buf.push(b',');
+                        }
+                        json_string(name, &mut self.buf);
+                    }
+                    self.buf.push(b']');
+                }
+                self.buf.push(b'}');
+            }
+        }
+        self.buf.push(b'\n');
+        self.file.write_bytes(&self.buf)
+    }
+}
+
+/// Runs a diff; the change files are written only when both inputs were read to the end.
+pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
+    let mut old = open_flat(&opts.old)?;
+    let mut new = open_flat(&opts.new)?;
+    if old.header != new.header {
+        return Err(FatalError::Usage(format!(
+            "diff: the files differ in shape: {} has columns {:?}, {} has {:?}",
+            opts.old.input, old.header, opts.new.input, new.header
+        )));
+    }
+    let key: Vec<usize> = opts
+        .key
+        .iter()
+        .map(|k| {
+            old.header.iter().position(|h| h == k).ok_or_else(|| {
+                FatalError::Usage(format!(
+                    "--key {k:?}: no such column{}",
+                    crate::error::hint(k, old.header.iter().map(String::as_str))
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if key.is_empty() {
+        return Err(FatalError::Usage("diff: give --key".into()));
+    }
+    let columns = old.header.clone();
+    let key_of = |v: &[Option<&str>]| hash_values(key.iter().map(|&i| v[i]));
+    let dup = |display: &str, m: &RecordMeta, first: u64| FatalError::BadRecord {
+        pos: Position {
+            file: display.to_string(),
+            record: m.number,
+            line: m.line,
+            byte: m.byte,
+        },
+        message: format!("the key repeats the key of record {first}; a diff needs unique keys"),
+    };
+
+    // Pass 1: the old rows' hashes by key.
+    let mut seen: KeyMap<Seen> = KeyMap::default();
+    each_record(&mut old, &opts.old.input, |m, v| {
+        let k = key_of(v);
+        if let Some(s) = seen.get(&k) {
+            return Err(dup(&opts.old.input, m, s.number));
+        }
+        seen.insert(
+            k,
+            Seen {
+                row: hash_values(v.iter().copied()),
+                number: m.number,
+                new_number: 0,
+                state: State::Absent,
+            },
+        );
+        Ok(())
+    })?;
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| FatalError::io(&opts.out, e))?;
+    let mut inserts = ChangeWriter::new(&opts.out, "insert", opts.format, &columns, false)?;
+    let mut counts = DiffCounts::default();
+    // Pass 2: the new file against them. Updated rows' new values wait for pass 3.
+    let mut updated: KeyMap<Vec<Option<String>>> = KeyMap::default();
+    let mut new_keys: KeyMap<u64> = KeyMap::default();
+    each_record(&mut new, &opts.new.input, |m, v| {
+        let k = key_of(v);
+        match seen.get_mut(&k) {
+            Some(s) if s.state != State::Absent => Err(dup(&opts.new.input, m, s.new_number)),
+            Some(s) => {
+                s.new_number = m.number;
+                if s.row == hash_values(v.iter().copied()) {
+                    s.state = State::Same;
+                    counts.unchanged += 1;
+                } else {
+                    s.state = State::Updated;
+                    updated.insert(k, v.iter().map(|x| x.map(str::to_string)).collect());
+                }
+                Ok(())
+            }
+            None => {
+                if let Some(first) = new_keys.insert(k, m.number) {
+                    return Err(dup(&opts.new.input, m, first));
+                }
+                counts.inserted += 1;
+                inserts.row(v, None)
+            }
+        }
+    })?;
+
+    // Pass 3: the old file again, for deletes and the updates' changed columns, in its order.
+    let mut old = open_flat(&opts.old)?;
+    let mut updates = ChangeWriter::new(&opts.out, "update", opts.format, &columns, true)?;
+    let mut deletes = ChangeWriter::new(&opts.out, "delete", opts.format, &columns, false)?;
+    each_record(&mut old, &opts.old.input, |_, v| {
+        let k = key_of(v);
+        match seen.get(&k).map(|s| s.state) {
+            Some(State::Absent) => {
+                counts.deleted += 1;
+                deletes.row(v, None)
+            }
+            Some(State::Updated) => {
+                let Some(nv) = updated.get(&k) else {
+                    return Ok(());
+                };
+                counts.updated += 1;
+                let changed: Vec<&str> = columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| nv[*i].as_deref() != v[*i])
+                    .map(|(_, c)| c.as_str())
+                    .collect();
+                let new_values: Vec<Option<&str>> = nv.iter().map(|x| x.as_deref()).collect();
+                updates.row(&new_values, Some(&changed))
+            }
+            _ => Ok(()),
+        }
+    })?;
+    inserts.file.finish()?;
+    updates.file.finish()?;
+    deletes.file.finish()?;
+    Ok(counts)
+}
