@@ -181,6 +181,26 @@ pub enum Command {
         /// An output folder of `crm-etl run`, or an archive of `crm-etl archive`.
         dir: PathBuf,
     },
+    /// Inspect exports: format, encoding, CSV delimiter; per column the type that fits every value (and
+    /// how many values fit the others, with examples), nulls, distinct values; candidate keys; likely
+    /// references between the files. --mapping writes a draft mapping that check and run accept.
+    ///
+    /// Example:
+    ///   crm-etl inspect exports/Account.csv exports/Contact.csv --mapping draft.toml
+    Inspect {
+        /// The files (one shape each).
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Input format of the files; default from the extension.
+        #[arg(long, value_enum)]
+        from: Option<InputArg>,
+        /// JSON: key path of the records array; XML: path of the record element.
+        #[arg(long)]
+        record_path: Option<String>,
+        /// Write a draft mapping here (a new file).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+    },
     /// Compare two exports of one shape by key: inserted, updated (with the changed columns) and
     /// deleted records, as insert/update/delete files in --out. Memory grows with the keys, not the rows.
     ///

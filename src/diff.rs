@@ -9,12 +9,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::convert::{open_flat, ConvertOptions, FlatInput};
+use crate::convert::{each_record, open_flat, ConvertOptions};
 use crate::error::{FatalError, Position};
-use crate::plan::Extract;
-use crate::read::csv::{Batch, RecordMeta};
-use crate::read::json::{self, Extracted};
-use crate::read::xml;
+use crate::read::csv::RecordMeta;
 use crate::write::encode::{csv_field, json_string};
 use crate::write::AtomicFile;
 
@@ -94,111 +91,6 @@ fn hash_values<'a>(values: impl Iterator<Item = Option<&'a str>>) -> u128 {
         }
     }
     h.digest128()
-}
-
-/// Calls `f` with every record's values (None: null or missing), in file order. A reader thread
-/// splits records while this one hashes them.
-fn each_record(
-    input: &mut FlatInput,
-    display: &str,
-    mut f: impl FnMut(&RecordMeta, &[Option<&str>]) -> Result<(), FatalError>,
-) -> Result<(), FatalError> {
-    let width = input.header.len();
-    let bad = |m: &RecordMeta, message: String| FatalError::BadRecord {
-        pos: Position {
-            file: display.to_string(),
-            record: m.number,
-            line: m.line,
-            byte: m.byte,
-        },
-        message,
-    };
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Batch, FatalError>>(2);
-    let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
-    let reader = &mut input.opened.reader;
-    let extract = &input.extract;
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            if let Some(b) = reader.pending.take() {
-                if full_tx.send(Ok(b)).is_err() {
-                    return;
-                }
-            }
-            loop {
-                let mut batch = free_rx.try_recv().unwrap_or_default();
-                batch.clear();
-                let mut more = true;
-                while batch.len() < 4096 {
-                    match reader.read_record(&mut batch) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            more = false;
-                            break;
-                        }
-                        Err(e) => {
-                            let _ = full_tx.send(Err(e));
-                            return;
-                        }
-                    }
-                }
-                if (!batch.is_empty() && full_tx.send(Ok(batch)).is_err()) || !more {
-                    return;
-                }
-            }
-        });
-        let mut ext = Extracted::default();
-        for msg in full_rx {
-            let batch = msg?;
-            for m in &batch.records {
-                let mut vals: Vec<Option<&str>> = Vec::with_capacity(width);
-                match extract {
-                    Extract::Csv => {
-                        if let Some(msg) = &m.malformed {
-                            return Err(bad(m, msg.clone()));
-                        }
-                        if m.n_fields != width {
-                            return Err(bad(
-                                m,
-                                format!("expected {width} fields, found {}", m.n_fields),
-                            ));
-                        }
-                        // One check of the raw record covers its fields (see `map::gather_csv`).
-                        std::str::from_utf8(batch.raw(m))
-                            .map_err(|e| bad(m, format!("invalid UTF-8: {e}")))?;
-                        for i in 0..width {
-                            let b = batch.field(m, i);
-                            debug_assert!(std::str::from_utf8(b).is_ok());
-                            // SAFETY: a field's bytes are the raw record's (checked just above)
-                            // less some ASCII bytes, and so valid UTF-8.
-                            vals.push(Some(unsafe { std::str::from_utf8_unchecked(b) }));
-                        }
-                    }
-                    Extract::Json(_) | Extract::Xml(_) => {
-                        let raw =
-                            std::str::from_utf8(batch.raw(m)).map_err(|e| bad(m, e.to_string()))?;
-                        let res = match extract {
-                            Extract::Json(p) => json::extract(raw, p, &mut ext),
-                            Extract::Xml(p) => xml::extract(raw, p, &mut ext),
-                            Extract::Csv => Ok(()),
-                        };
-                        res.map_err(|e| bad(m, e.message))?;
-                        for i in 0..width {
-                            vals.push(
-                                ext.spans
-                                    .get(i)
-                                    .copied()
-                                    .flatten()
-                                    .map(|(a, c)| ext.text(raw, a, c)),
-                            );
-                        }
-                    }
-                }
-                f(m, &vals)?;
-            }
-            let _ = free_tx.send(batch);
-        }
-        Ok(())
-    })
 }
 
 /// One change file.

@@ -12,6 +12,7 @@ pub mod defer;
 pub mod diff;
 pub mod digest;
 pub mod error;
+pub mod inspect;
 pub mod keyset;
 pub mod load;
 pub mod manifest;

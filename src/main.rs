@@ -118,6 +118,33 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             convert::convert(&opts)?;
             Ok(0)
         }
+        Command::Inspect {
+            files,
+            from,
+            record_path,
+            mapping,
+        } => {
+            if let Some(m) = mapping.as_ref().filter(|m| m.exists()) {
+                return Err(FatalError::Usage(format!(
+                    "--mapping {}: the file exists; refusing to overwrite it",
+                    m.display()
+                )));
+            }
+            let (report, draft) = crm_etl::inspect::inspect(&crm_etl::inspect::InspectOptions {
+                files,
+                from: from.map(Into::into),
+                record_path,
+                mapping: mapping.clone(),
+            })?;
+            print!("{report}");
+            if let (Some(path), Some(text)) = (mapping, draft) {
+                let mut f = crm_etl::write::AtomicFile::create(&path)?;
+                f.write_bytes(text.as_bytes())?;
+                f.finish()?;
+                eprintln!("crm-etl: inspect: draft mapping in {}", path.display());
+            }
+            Ok(0)
+        }
         Command::Diff {
             old,
             new,
