@@ -82,6 +82,8 @@ pub struct FlatInput {
     pub from: InputFormat,
     pub header: Vec<String>,
     pub extract: Extract,
+    /// Progress of [`each_record`], as the options asked.
+    pub progress: crate::progress::Mode,
 }
 
 /// Opens `input` as `convert` reads it.
@@ -136,6 +138,7 @@ pub fn open_flat(opts: &ConvertOptions) -> Result<FlatInput, FatalError> {
         from,
         header,
         extract,
+        progress: opts.progress,
     })
 }
 
@@ -158,6 +161,12 @@ pub fn each_record(
     };
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Batch, FatalError>>(2);
     let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
+    let size = std::fs::metadata(display).map_or(0, |m| m.len());
+    let mut progress = crate::progress::Step::new(input.progress, display, size);
+    if let Some(p) = progress.as_mut() {
+        p.file(input.opened.hash.clone());
+    }
+    let mut records = 0u64;
     let reader = &mut input.opened.reader;
     let extract = &input.extract;
     std::thread::scope(|scope| {
@@ -238,7 +247,14 @@ pub fn each_record(
                 }
                 f(m, &vals)?;
             }
+            records += batch.records.len() as u64;
+            if let Some(p) = progress.as_mut() {
+                p.update(records);
+            }
             let _ = free_tx.send(batch);
+        }
+        if let Some(p) = progress.take() {
+            p.finish(records);
         }
         Ok(())
     })
@@ -248,9 +264,9 @@ pub fn each_record(
 pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     let FlatInput {
         opened,
-        from: _,
         header,
         extract,
+        ..
     } = open_flat(opts)?;
     // JSON keys must be unique; a CSV header keeps its names as they were.
     let names = if opts.to == OutputFormat::Csv {

@@ -357,33 +357,20 @@ fn read_file(file: &str, opts: &InspectOptions) -> Result<FileReport, FatalError
         xml_root: None,
         xml_record: None,
         max_record_bytes: 64 << 20,
-        progress: crate::progress::Mode::Off,
+        progress: crate::progress::Mode::detect(false),
     };
     let mut flat = open_flat(&copts)?;
     let encoding = flat.opened.sniffed.to_string();
     let mut columns: Vec<Column> = flat.header.iter().map(|h| Column::new(h)).collect();
     let mut rows = 0u64;
     let mut scratch = String::new();
-    let size = std::fs::metadata(file).map_or(0, |m| m.len());
-    let mut progress = crate::progress::Step::new(crate::progress::Mode::detect(false), file, size);
-    if let Some(p) = progress.as_mut() {
-        p.file(flat.opened.hash.clone());
-    }
     each_record(&mut flat, file, |_, v| {
         rows += 1;
-        if rows % 8192 == 0 {
-            if let Some(p) = progress.as_mut() {
-                p.update(rows);
-            }
-        }
         for (c, x) in columns.iter_mut().zip(v) {
             c.add(*x, &mut scratch);
         }
         Ok(())
     })?;
-    if let Some(p) = progress {
-        p.finish(rows);
-    }
     Ok(FileReport {
         path: file.to_string(),
         format,

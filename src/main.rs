@@ -173,7 +173,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 xml_root: None,
                 xml_record: None,
                 max_record_bytes: 64 << 20,
-                progress: crm_etl::progress::Mode::Off,
+                progress: crm_etl::progress::Mode::detect(false),
             };
             let counts = crm_etl::diff::diff(&crm_etl::diff::DiffOptions {
                 old: side(old),

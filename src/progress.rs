@@ -50,8 +50,9 @@ pub struct Step {
     hash: Option<InputHash>,
     name: String,
     total: u64,
-    /// When the last plain line was printed ([`Mode::Always`]).
+    /// When the last plain line was printed ([`Mode::Always`]), and at how many records.
     last_line: Option<Instant>,
+    last_records: Option<u64>,
 }
 
 impl Step {
@@ -84,6 +85,7 @@ impl Step {
             name: name.to_string(),
             total,
             last_line: None,
+            last_records: None,
         };
         Some(step)
     }
@@ -146,7 +148,7 @@ impl Step {
 
     /// Clears the bar (the run's summary table follows); a plain log gets its last line.
     pub fn finish(self, records: u64) {
-        if self.mode == Mode::Always {
+        if self.mode == Mode::Always && self.last_records != Some(records) {
             self.line(
                 self.done + self.hash.as_ref().map_or(0, InputHash::bytes),
                 records,
