@@ -107,6 +107,7 @@ impl Step {
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
             {
                 self.last_line = Some(Instant::now());
+                self.last_records = Some(records);
                 self.line(now, records);
             }
             return;
