@@ -46,99 +46,55 @@ struct Column {
 
 const DATE_FORMATS: [&[&str]; 4] = [&["%Y-%m-%d"], &["%m/%d/%Y"], &["%d.%m.%Y"], &["%d/%m/%Y"]];
 
-fn candidates() -> Vec<Candidate> {
-    let mut c = vec![
-        Candidate {
-            name: "boolean",
-            ty: "boolean",
-            formats: None,
-            cast: None,
-            fit: 0,
-            misses: vec![],
-        },
-        Candidate {
-            name: "integer",
-            ty: "integer",
-            formats: None,
-            cast: None,
-            fit: 0,
-            misses: vec![],
-        },
-        Candidate {
-            name: "decimal",
-            ty: "decimal",
-            formats: None,
-            cast: None,
-            fit: 0,
-            misses: vec![],
-        },
-        Candidate {
-            name: "float",
-            ty: "float",
-            formats: None,
-            cast: None,
-            fit: 0,
-            misses: vec![],
-        },
-    ];
-    for f in DATE_FORMATS {
-        c.push(Candidate {
-            name: "date",
-            ty: "date",
-            formats: Some(f),
-            cast: TemporalCast::compile(
-                Kind::Date,
-                &f.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                None,
-                Ambiguous::Reject,
-            )
-            .ok(),
-            fit: 0,
-            misses: vec![],
-        });
+/// A candidate read by a temporal cast with these formats.
+fn temporal(
+    name: &'static str,
+    kind: Kind,
+    formats: &'static [&'static str],
+    shown: bool,
+) -> Candidate {
+    let owned: Vec<String> = formats.iter().map(|s| s.to_string()).collect();
+    Candidate {
+        name,
+        ty: name,
+        formats: shown.then_some(formats),
+        cast: TemporalCast::compile(kind, &owned, None, Ambiguous::Reject).ok(),
+        fit: 0,
+        misses: vec![],
     }
-    c.push(Candidate {
-        name: "timestamptz",
-        ty: "timestamptz",
-        formats: None,
-        cast: TemporalCast::compile(
-            Kind::TimestampTz,
-            &TemporalCast::default_formats(Kind::TimestampTz)
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-            None,
-            Ambiguous::Reject,
-        )
-        .ok(),
-        fit: 0,
-        misses: vec![],
-    });
-    c.push(Candidate {
-        name: "timestamp",
-        ty: "timestamp",
-        formats: None,
-        cast: TemporalCast::compile(
-            Kind::Timestamp,
-            &TemporalCast::default_formats(Kind::Timestamp)
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-            None,
-            Ambiguous::Reject,
-        )
-        .ok(),
-        fit: 0,
-        misses: vec![],
-    });
-    c.push(Candidate {
-        name: "uuid",
-        ty: "uuid",
+}
+
+fn candidates() -> Vec<Candidate> {
+    let plain = |name: &'static str| Candidate {
+        name,
+        ty: name,
         formats: None,
         cast: None,
         fit: 0,
         misses: vec![],
-    });
+    };
+    let mut c = vec![
+        plain("boolean"),
+        plain("integer"),
+        plain("decimal"),
+        plain("float"),
+    ];
+    for f in DATE_FORMATS {
+        c.push(temporal("date", Kind::Date, f, true));
+    }
+    c.push(temporal(
+        "timestamptz",
+        Kind::TimestampTz,
+        TemporalCast::default_formats(Kind::TimestampTz),
+        false,
+    ));
+    c.push(temporal(
+        "timestamp",
+        Kind::Timestamp,
+        TemporalCast::default_formats(Kind::Timestamp),
+        false,
+    ));
+    c.push(plain("uuid"));
     c
 }
 

@@ -68,8 +68,9 @@ impl KeySet {
         }
     }
 
-    /// Inserts `key` with `record` (at least 1) unless present; returns the record already stored.
-    pub fn insert(&mut self, key: [u64; 2], record: u64) -> Option<u64> {
+    /// The slot holding `key`, or the empty slot where it goes (the table grown first if needed), and
+    /// whether the key is there.
+    fn entry(&mut self, key: [u64; 2]) -> (usize, bool) {
         if (self.len + 1) * 8 > self.slots.len() * 7 {
             let grown = self.slots.len() + self.slots.len() / 2;
             self.rehash(grown);
@@ -77,16 +78,26 @@ impl KeySet {
         let n = self.slots.len();
         let mut i = self.slot(key);
         loop {
-            let e = &mut self.slots[i];
+            let e = &self.slots[i];
             if e[2] == 0 {
-                *e = [key[0], key[1], record.max(1)];
-                self.len += 1;
-                return None;
+                return (i, false);
             }
             if e[0] == key[0] && e[1] == key[1] {
-                return Some(e[2]);
+                return (i, true);
             }
             i = if i + 1 == n { 0 } else { i + 1 };
+        }
+    }
+
+    /// Inserts `key` with `record` (at least 1) unless present; returns the record already stored.
+    pub fn insert(&mut self, key: [u64; 2], record: u64) -> Option<u64> {
+        match self.entry(key) {
+            (i, true) => Some(self.slots[i][2]),
+            (i, false) => {
+                self.slots[i] = [key[0], key[1], record.max(1)];
+                self.len += 1;
+                None
+            }
         }
     }
 
@@ -94,24 +105,12 @@ impl KeySet {
     /// [`KeySet::REPEATED`] when it was already present: the duplicate pre-pass keeps each key's last
     /// record and whether it had more than one.
     pub fn upsert(&mut self, key: [u64; 2], record: u64) {
-        if (self.len + 1) * 8 > self.slots.len() * 7 {
-            let grown = self.slots.len() + self.slots.len() / 2;
-            self.rehash(grown);
-        }
-        let n = self.slots.len();
-        let mut i = self.slot(key);
-        loop {
-            let e = &mut self.slots[i];
-            if e[2] == 0 {
-                *e = [key[0], key[1], record.max(1)];
+        match self.entry(key) {
+            (i, true) => self.slots[i][2] = record.max(1) | Self::REPEATED,
+            (i, false) => {
+                self.slots[i] = [key[0], key[1], record.max(1)];
                 self.len += 1;
-                return;
             }
-            if e[0] == key[0] && e[1] == key[1] {
-                e[2] = record.max(1) | Self::REPEATED;
-                return;
-            }
-            i = if i + 1 == n { 0 } else { i + 1 };
         }
     }
 
