@@ -170,34 +170,7 @@ pub fn each_record(
     let reader = &mut input.opened.reader;
     let extract = &input.extract;
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            if let Some(b) = reader.pending.take() {
-                if full_tx.send(Ok(b)).is_err() {
-                    return;
-                }
-            }
-            loop {
-                let mut batch = free_rx.try_recv().unwrap_or_default();
-                batch.clear();
-                let mut more = true;
-                while batch.len() < 4096 {
-                    match reader.read_record(&mut batch) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            more = false;
-                            break;
-                        }
-                        Err(e) => {
-                            let _ = full_tx.send(Err(e));
-                            return;
-                        }
-                    }
-                }
-                if (!batch.is_empty() && full_tx.send(Ok(batch)).is_err()) || !more {
-                    return;
-                }
-            }
-        });
+        scope.spawn(move || crate::pipeline::fill_batches(reader, &full_tx, &free_rx));
         let mut ext = Extracted::default();
         for msg in full_rx {
             let batch = msg?;

@@ -82,6 +82,42 @@ pub enum RejectSink<'a> {
 /// Rejects a dry run shows per entity.
 pub const SAMPLES: usize = 5;
 
+/// The reader-thread loop: fills batches (reusing those sent back on `free`) and sends them on `full`
+/// until the input ends or fails; a failure is sent as the last message.
+pub fn fill_batches(
+    reader: &mut RecordReader,
+    full: &mpsc::SyncSender<Result<Batch, FatalError>>,
+    free: &mpsc::Receiver<Batch>,
+) {
+    if let Some(b) = reader.pending.take() {
+        if full.send(Ok(b)).is_err() {
+            return;
+        }
+    }
+    loop {
+        let mut b = free.try_recv().unwrap_or_default();
+        b.clear();
+        let mut more = true;
+        // CSV batches hold field bytes and raw records; JSON and XML batches raw records only.
+        while b.len() < BATCH_RECORDS && b.data.len().max(b.raw.len()) < BATCH_BYTES {
+            match reader.read_record(&mut b) {
+                Ok(true) => {}
+                Ok(false) => {
+                    more = false;
+                    break;
+                }
+                Err(e) => {
+                    let _ = full.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if (!b.is_empty() && full.send(Ok(b)).is_err()) || !more {
+            return;
+        }
+    }
+}
+
 /// Maps every record of one opened file into `writer`.
 #[allow(clippy::too_many_arguments)]
 pub fn pump(
@@ -110,37 +146,7 @@ pub fn pump(
     let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, FatalError>>(2);
     let (free_tx, free_rx) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
-        scope.spawn(move || loop {
-            if let Some(b) = reader.pending.take() {
-                if full_tx.send(Ok(b)).is_err() {
-                    return;
-                }
-                continue;
-            }
-            let mut b = free_rx.try_recv().unwrap_or_default();
-            b.clear();
-            let mut more = true;
-            // CSV batches hold field bytes and raw records; JSON and XML batches raw records only.
-            while b.len() < BATCH_RECORDS && b.data.len().max(b.raw.len()) < BATCH_BYTES {
-                match reader.read_record(&mut b) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        more = false;
-                        break;
-                    }
-                    Err(e) => {
-                        let _ = full_tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-            if !b.is_empty() && full_tx.send(Ok(b)).is_err() {
-                return;
-            }
-            if !more {
-                return;
-            }
-        });
+        scope.spawn(move || fill_batches(&mut reader, &full_tx, &free_rx));
         // Writing (uniqueness checks, hashing, system calls) is sequential: it runs on its own thread so
         // that mapping the next batch overlaps it, instead of the pool idling while this thread writes.
         let (mapped_tx, mapped_rx) = mpsc::sync_channel::<(Batch, Vec<MappedChunk>)>(1);
