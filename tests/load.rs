@@ -473,3 +473,38 @@ fn deferred_references_are_applied_after_the_inserts_in_every_database() {
         assert_eq!(db.query("SELECT COUNT(*) FROM account"), "5");
     }
 }
+
+#[test]
+fn child_tables_load_with_their_foreign_keys_in_every_database() {
+    let w = Workdir::new();
+    let mapping = root().join("fixtures/cases/children/mapping.toml");
+    run(&w, &mapping, "out", &["--mode", "upsert"]);
+    let m: serde_json::Value = serde_json::from_str(&w.read("out/manifest.json")).unwrap();
+    let entities: Vec<String> = m["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    for kind in KINDS {
+        let Some(db) = Db::new(kind, "children", w.dir.path()) else {
+            continue;
+        };
+        let o = db.load(&w.path("out"));
+        assert!(ok(&o), "{kind:?}: {}", stderr(&o));
+        for e in &entities {
+            assert!(
+                db.digest_matches(&w, &mapping, e, &w.path("out")),
+                "{kind:?} {e}"
+            );
+        }
+        // A junction row whose contact does not exist was rejected, so the foreign keys hold.
+        assert_eq!(
+            db.query(&format!(
+                "SELECT COUNT(*) FROM {}",
+                db.quote("account_contact")
+            )),
+            "3"
+        );
+    }
+}
