@@ -173,10 +173,12 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Re-hash an output folder against its checksums.b3 and manifest.json; exit 1 if anything differs.
+    /// Re-hash an output folder against its checksums.b3 and manifest.json, or an archive against the
+    /// checksums.b3 inside it (in one pass, without unpacking); exit 1 if anything differs.
     ///
     /// Example:
     ///   crm-etl verify out/
+    ///   crm-etl verify batch.tar
     Verify {
         /// An output folder of `crm-etl run`, or an archive of `crm-etl archive`.
         dir: PathBuf,
