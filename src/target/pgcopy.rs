@@ -129,17 +129,26 @@ fn micros_of_day(s: &str) -> Option<i64> {
 
 /// A UUID's 16 bytes from its hyphenated hex form.
 fn uuid(s: &str, out: &mut Vec<u8>) -> bool {
-    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
-    if hex.len() != 32 {
-        return false;
-    }
-    for pair in hex.chunks(2) {
-        let digit = |b: u8| (b as char).to_digit(16);
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(a), Some(b)) => out.push((a * 16 + b) as u8),
-            _ => return false,
+    let mut bytes = [0u8; 16];
+    let mut n = 0;
+    let mut high: Option<u32> = None;
+    for c in s.chars().filter(|c| *c != '-') {
+        let Some(d) = c.to_digit(16) else {
+            return false;
+        };
+        match high.take() {
+            None => high = Some(d),
+            Some(h) if n < 16 => {
+                bytes[n] = (h * 16 + d) as u8;
+                n += 1;
+            }
+            Some(_) => return false,
         }
     }
+    if n != 16 || high.is_some() {
+        return false;
+    }
+    out.extend_from_slice(&bytes);
     true
 }
 
@@ -228,5 +237,16 @@ mod tests {
         let mut out = Vec::new();
         value(FieldType::Integer, None, &mut out);
         assert_eq!(out, [0xff; 4]);
+        let mut out = Vec::new();
+        value(
+            FieldType::Uuid,
+            Some("0b8e4f2a-9c1d-4e5f-8a7b-1c2d3e4f5a6b"),
+            &mut out,
+        );
+        assert_eq!(&out[..6], [0, 0, 0, 16, 0x0b, 0x8e]);
+        assert_eq!(out[19], 0x6b);
+        let mut out = Vec::new();
+        value(FieldType::Uuid, Some("0b8e"), &mut out);
+        assert_eq!(out, [0xff; 4], "not a UUID: null rather than bad bytes");
     }
 }
