@@ -183,3 +183,46 @@ fn dynamics_cmt_example_resolves_lookups_self_references_and_m2m() {
     assert!(out.contains("\"Root <\"\"\"\"> ''é&&@ \\ /\""), "{out}");
     assert!(column(&out, "level").contains(&"Root".to_string()));
 }
+
+#[test]
+fn pull_example_writes_a_data_loader_layout_with_external_id_relations() {
+    // Bundled data (fixtures/pull, as `psql \copy ... TO STDOUT WITH CSV HEADER` writes it): runs anywhere.
+    let w = Workdir::new();
+    let mapping = example("pull-salesforce");
+    w.expect(
+        &[
+            "run",
+            mapping.to_str().unwrap(),
+            "--out",
+            "out",
+            "--max-rejects",
+            "1",
+            "-q",
+        ],
+        0,
+    );
+    let accounts = w.read("out/Account.csv");
+    let contacts = w.read("out/Contact.csv");
+    assert!(
+        contacts.starts_with("Legacy_Id__c,Account:External_Id__c,"),
+        "{contacts}"
+    );
+    // Each contact's account is written as the account's external id, found through its database id.
+    let ext = column(&accounts, "External_Id__c");
+    let legacy = column(&accounts, "Legacy_Id__c");
+    let src = std::fs::read_to_string(root().join("fixtures/pull/contact.csv")).unwrap();
+    let src_ids = column(&src, "id");
+    let src_accounts = column(&src, "account_id");
+    let out_ids = column(&contacts, "Legacy_Id__c");
+    for (id, acc) in out_ids
+        .iter()
+        .zip(column(&contacts, "Account:External_Id__c"))
+    {
+        let db_account = &src_accounts[src_ids.iter().position(|x| x == id).unwrap()];
+        let k = legacy.iter().position(|l| l == db_account).unwrap();
+        assert_eq!(acc, ext[k], "contact {id}");
+    }
+    // The contact whose account is not in the export is rejected, not written with a dangling id.
+    assert!(w.read("out/rejects/Contact.csv").contains(",orphan,"));
+    assert_eq!(out_ids.len(), 3);
+}
