@@ -240,7 +240,13 @@ impl<R: Read> Read for HashingReader<R> {
 /// Checks an archive in one pass: every member against its `checksums.b3`, nothing missing or extra,
 /// and each run's own `checksums.b3` and manifest against the members they name.
 pub fn verify_archive(path: &Path) -> Result<Vec<Finding>, FatalError> {
-    let io = |e| FatalError::io(path, e);
+    // The tar reader says what failed but not where: say what that means for an archive.
+    let io = |e: std::io::Error| {
+        FatalError::Usage(format!(
+            "{}: not a readable tar archive (truncated or damaged): {e}",
+            path.display()
+        ))
+    };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut a = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, f));
     let mut listed: BTreeMap<String, String> = BTreeMap::new();

@@ -223,6 +223,7 @@ pub fn digest_export(
     entity: &str,
     format: ExportFormat,
     input: &std::path::Path,
+    display: &str,
     threads: usize,
 ) -> Result<(u64, Digest), crate::error::FatalError> {
     use crate::error::{FatalError, SpecErrors};
@@ -290,7 +291,7 @@ pub fn digest_export(
     if empty {
         return Ok((0, Digest::default()));
     }
-    let display = input.to_string_lossy().into_owned();
+    let display = display.to_string();
     if format == ExportFormat::Copy {
         let header: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
         let mut errs = SpecErrors::default();

@@ -316,7 +316,12 @@ fn digest_command(
     } else {
         input.to_path_buf()
     };
-    let res = digest_export(mapping, entity, format, &path, threads);
+    let display = if tmp.is_some() {
+        "<stdin>".to_string()
+    } else {
+        path.to_string_lossy().into_owned()
+    };
+    let res = digest_export(mapping, entity, format, &path, &display, threads);
     if let Some(p) = tmp {
         let _ = std::fs::remove_file(p);
     }

@@ -105,6 +105,14 @@ fn archives_hold_runs_with_their_inputs_and_verify_without_unpacking() {
     std::fs::write(w.path("tampered.tar"), &bytes).unwrap();
     let o = w.expect(&["verify", "tampered.tar"], 1);
     assert!(stdout(&o).contains("CHANGED"), "{}", stdout(&o));
+    // A truncated archive is refused, never half-verified.
+    std::fs::write(w.path("cut.tar"), &before[..5000]).unwrap();
+    let o = w.expect(&["verify", "cut.tar"], 2);
+    assert!(
+        stderr(&o).contains("truncated or damaged"),
+        "{}",
+        stderr(&o)
+    );
     // A tar that is not an archive of ours is refused with a reason.
     let o = w.expect(&["verify", "in/demo/mapping.toml"], 2);
     assert!(stderr(&o).contains("error"), "{}", stderr(&o));

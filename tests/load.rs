@@ -508,3 +508,35 @@ fn child_tables_load_with_their_foreign_keys_in_every_database() {
         );
     }
 }
+
+#[test]
+fn digest_refuses_a_broken_export_with_its_position() {
+    let w = Workdir::new();
+    let mapping = root().join("fixtures/cases/cycles/mapping.toml");
+    let mut c = w.cmd(&[
+        "digest",
+        mapping.to_str().unwrap(),
+        "--entity",
+        "account",
+        "--from",
+        "jsonl",
+    ]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"id\":\"A1\",\"name\":\"x\",\"parent_id\":null,\"primary_contact_id\":null}\n{\"id\":\"A2\",\"name\"")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("<stdin>: record 2 (line 2, byte"),
+        "{}",
+        stderr(&o)
+    );
+}
