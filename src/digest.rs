@@ -122,6 +122,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn copy_text_fields_decode() {
+        assert_eq!(copy_unescape("\\N"), None);
+        assert_eq!(
+            copy_unescape("a\\101\\x42\\\\N\\t|\\7").as_deref(),
+            Some("aAB\\N\t|\u{7}")
+        );
+        assert_eq!(copy_unescape("plain").as_deref(), Some("plain"));
+    }
+
+    #[test]
     fn material_round_trips_and_sums_ignore_order() {
         let vals = [Some("a,b"), None, Some(""), Some("q\"x\ny"), None];
         let mut m = Vec::new();
@@ -291,43 +301,31 @@ pub fn digest_export(
     if empty {
         return Ok((0, Digest::default()));
     }
-    let display = display.to_string();
-    if format == ExportFormat::Copy {
-        let header: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-        let mut errs = SpecErrors::default();
-        let plan = crate::plan::compile_entity(
-            &spec_entity,
-            &source,
-            Some(&header),
-            &display,
-            "digest",
-            &mut errs,
-        )
-        .filter(|_| errs.is_empty())
-        .ok_or(FatalError::Spec(errs))?;
-        return digest_copy(&plan, input, &display);
-    }
-    let kind = crate::read::InputKind::of(&source)
-        .map_err(|_| FatalError::Internal("digest source".into()))?;
-    let opened = crate::read::open_input(
-        input,
-        &display,
-        source.encoding,
-        &kind,
-        source.max_record_bytes,
-    )?;
+    // Every field reads the column of its own name, so the header is the fields' names.
     let header = crate::plan::columns_used(&spec_entity);
     let mut errs = SpecErrors::default();
     let plan = crate::plan::compile_entity(
         &spec_entity,
         &source,
         Some(&header),
-        &display,
+        display,
         "digest",
         &mut errs,
     )
     .filter(|_| errs.is_empty())
     .ok_or(FatalError::Spec(errs))?;
+    if format == ExportFormat::Copy {
+        return digest_copy(&plan, input, display);
+    }
+    let kind = crate::read::InputKind::of(&source)
+        .map_err(|_| FatalError::Internal("digest source".into()))?;
+    let opened = crate::read::open_input(
+        input,
+        display,
+        source.encoding,
+        &kind,
+        source.max_record_bytes,
+    )?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -405,6 +403,21 @@ fn digest_copy(
     Ok((rows, digest))
 }
 
+/// Up to `max` digits in `radix` at `b[*i..]` (advancing `i`), as one byte: COPY's `\NNN` and `\xHH`.
+fn escaped_number(b: &[u8], i: &mut usize, radix: u32, max: usize) -> u8 {
+    let mut v = 0u32;
+    for _ in 0..max {
+        match b.get(*i).and_then(|d| (*d as char).to_digit(radix)) {
+            Some(d) => {
+                v = v * radix + d;
+                *i += 1;
+            }
+            None => break,
+        }
+    }
+    v as u8
+}
+
 /// One field of PostgreSQL's COPY text format: `\N` is null; backslash escapes are decoded.
 fn copy_unescape(f: &str) -> Option<String> {
     if f == "\\N" {
@@ -433,31 +446,10 @@ fn copy_unescape(f: &str) -> Option<String> {
             b't' => out.push(b'\t'),
             b'v' => out.push(11),
             b'0'..=b'7' => {
-                let mut v = u32::from(c - b'0');
-                for _ in 0..2 {
-                    match b.get(i) {
-                        Some(&d @ b'0'..=b'7') => {
-                            v = v * 8 + u32::from(d - b'0');
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                out.push(v as u8);
+                i -= 1;
+                out.push(escaped_number(b, &mut i, 8, 3));
             }
-            b'x' => {
-                let mut v = 0u32;
-                for _ in 0..2 {
-                    match b.get(i).and_then(|d| (*d as char).to_digit(16)) {
-                        Some(d) => {
-                            v = v * 16 + d;
-                            i += 1;
-                        }
-                        None => break,
-                    }
-                }
-                out.push(v as u8);
-            }
+            b'x' => out.push(escaped_number(b, &mut i, 16, 2)),
             other => out.push(other),
         }
     }
