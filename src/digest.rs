@@ -340,7 +340,7 @@ pub fn digest_export(
     pump(
         opened.reader,
         &plan,
-        &display,
+        display,
         &pool,
         &mut out,
         RejectSink::Fatal,
