@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
 threads=$(nproc)
+rel=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet --bin crm-etl --example gen_crm
 if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  ./target/release/examples/gen_crm bench-data "$n" 42
+  "$rel"/examples/gen_crm bench-data "$n" 42
   echo "$n" > bench-data/.n
 fi
 python3 -c 'import duckdb, polars' 2>/dev/null || pip install --quiet duckdb polars
@@ -21,8 +22,8 @@ trap 'rm -rf "$tmp"' EXIT
 . benches/lib.sh
 
 {
-  measure crm-etl ./target/release/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet --threads "$threads"
-  measure crm-etl-no-pk ./target/release/crm-etl run benches/nopk.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure crm-etl "$rel"/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure crm-etl-no-pk "$rel"/crm-etl run benches/nopk.toml --out "$tmp/out" --quiet --threads "$threads"
   measure polars python3 benches/peers/polars_contacts.py "$input" "$tmp/out/polars.csv"
   measure duckdb python3 benches/peers/duckdb_contacts.py "$input" "$tmp/out/duckdb.csv" "$threads"
 } > "$tmp/results"

@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
 threads=$(nproc)
+rel=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet --bin crm-etl --example gen_crm
 if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  ./target/release/examples/gen_crm bench-data "$n" 42
+  "$rel"/examples/gen_crm bench-data "$n" 42
   echo "$n" > bench-data/.n
 fi
 if [ ! -f bench-data/Contact-next.csv ] || [ bench-data/Contact.csv -nt bench-data/Contact-next.csv ]; then
@@ -23,9 +24,9 @@ trap 'rm -rf "$tmp"' EXIT
 old=bench-data/Contact.csv
 new=bench-data/Contact-next.csv
 {
-  measure crm-etl-diff ./target/release/crm-etl diff "$old" "$new" --key Id --out "$tmp/out"
+  measure crm-etl-diff "$rel"/crm-etl diff "$old" "$new" --key Id --out "$tmp/out"
   measure duckdb-diff python3 benches/peers/duckdb_diff.py "$old" "$new" "$tmp/out" "$threads"
-  measure crm-etl-full-run ./target/release/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet
+  measure crm-etl-full-run "$rel"/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet
 } > "$tmp/results"
 bytes=$(( $(stat -c %s "$old") + $(stat -c %s "$new") ))
 echo "two snapshots of $n contacts, $((bytes / 1000000)) MB together; $threads threads; $(date -u +%F)"

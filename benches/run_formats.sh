@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
 threads=$(nproc)
+rel=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet --bin crm-etl --example gen_crm
 if [ ! -f bench-data/.formats ] || [ "$(cat bench-data/.formats)" != "$n all" ]; then
-  ./target/release/examples/gen_crm bench-data "$n" 42 all
+  "$rel"/examples/gen_crm bench-data "$n" 42 all
   echo "$n" > bench-data/.n
   echo "$n all" > bench-data/.formats
 fi
@@ -22,11 +23,11 @@ trap 'rm -rf "$tmp"' EXIT
 jsonl=bench-data/Contact.jsonl
 xml=bench-data/Contact.xml
 {
-  measure crm-etl ./target/release/crm-etl run benches/contacts-jsonl.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure crm-etl "$rel"/crm-etl run benches/contacts-jsonl.toml --out "$tmp/out" --quiet --threads "$threads"
   measure duckdb python3 benches/peers/duckdb_contacts_jsonl.py "$jsonl" "$tmp/out/duckdb.csv" "$threads"
 } > "$tmp/jsonl"
 {
-  measure crm-etl ./target/release/crm-etl run benches/contacts-xml.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure crm-etl "$rel"/crm-etl run benches/contacts-xml.toml --out "$tmp/out" --quiet --threads "$threads"
   RUNS=${RUNS_LXML:-1} measure lxml-iterparse python3 benches/peers/lxml_contacts_xml.py "$xml" "$tmp/out/lxml.csv"
 } > "$tmp/xml"
 

@@ -12,9 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
+rel=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet --bin crm-etl --example gen_crm
 if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  ./target/release/examples/gen_crm bench-data "$n" 42
+  "$rel"/examples/gen_crm bench-data "$n" 42
   echo "$n" > bench-data/.n
 fi
 command -v pgloader >/dev/null || { apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; }
@@ -31,7 +32,7 @@ bytes=$(stat -c %s "$input")
 cat > "$tmp/crm-etl.sh" <<SH
 set -e
 rm -rf "$tmp/e2e"
-./target/release/crm-etl run benches/contacts.toml --out "$tmp/e2e" --quiet --target postgres --ddl recreate
+"$rel"/crm-etl run benches/contacts.toml --out "$tmp/e2e" --quiet --target postgres --ddl recreate
 cd "$tmp/e2e" && psql -X -q -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -d $db -f load/postgres/load.sql >/dev/null
 SH
 
@@ -56,7 +57,7 @@ LOAD
 
 # The INSERT loop: 10,000 rows of the crm-etl output as single-row INSERTs, each its own transaction.
 sample=10000
-./target/release/crm-etl run benches/contacts.toml --out "$tmp/sample" --quiet --target sqlite --ddl recreate
+"$rel"/crm-etl run benches/contacts.toml --out "$tmp/sample" --quiet --target sqlite --ddl recreate
 {
   echo "DROP TABLE IF EXISTS contact_loop;"
   sed -n '/^CREATE TABLE/,/^);/p' "$tmp/sample/load/sqlite/schema.sql" \

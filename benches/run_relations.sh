@@ -9,17 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
 threads=$(nproc)
+rel=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet --bin crm-etl --example gen_crm --example keyindex
 if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  ./target/release/examples/gen_crm bench-data "$n" 42
+  "$rel"/examples/gen_crm bench-data "$n" 42
   echo "$n" > bench-data/.n
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 . benches/lib.sh
 {
-  measure without-reference ./target/release/crm-etl run benches/contacts-with-accounts.toml --out "$tmp/out" --quiet --threads "$threads"
-  measure with-reference ./target/release/crm-etl run benches/contacts-ref.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure without-reference "$rel"/crm-etl run benches/contacts-with-accounts.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure with-reference "$rel"/crm-etl run benches/contacts-ref.toml --out "$tmp/out" --quiet --threads "$threads"
 } > "$tmp/results"
 bytes=$(( $(stat -c %s bench-data/Contact.csv) + $(stat -c %s bench-data/Account.csv) ))
 echo "accounts + $n contacts, $((bytes / 1000000)) MB; $threads threads; $(date -u +%F)"
@@ -27,9 +28,9 @@ echo
 table "$tmp/results" without-reference "$bytes"
 echo
 {
-  measure duplicates-first ./target/release/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet --threads "$threads"
-  measure duplicates-last ./target/release/crm-etl run benches/contacts-last.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure duplicates-first "$rel"/crm-etl run benches/contacts.toml --out "$tmp/out" --quiet --threads "$threads"
+  measure duplicates-last "$rel"/crm-etl run benches/contacts-last.toml --out "$tmp/out" --quiet --threads "$threads"
 } > "$tmp/dups"
 table "$tmp/dups" duplicates-first "$(stat -c %s bench-data/Contact.csv)"
 echo
-./target/release/examples/keyindex 10000000
+"$rel"/examples/keyindex 10000000

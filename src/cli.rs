@@ -319,6 +319,10 @@ pub enum Format {
     Jsonl,
     Json,
     Xml,
+    /// Parquet (zstd), typed from the mapping.
+    Parquet,
+    /// Arrow IPC file (zstd), typed from the mapping.
+    Arrow,
 }
 
 /// Input formats on the command line.
@@ -348,6 +352,8 @@ impl From<Format> for crate::spec::OutputFormat {
             Format::Jsonl => crate::spec::OutputFormat::Jsonl,
             Format::Json => crate::spec::OutputFormat::Json,
             Format::Xml => crate::spec::OutputFormat::Xml,
+            Format::Parquet => crate::spec::OutputFormat::Parquet,
+            Format::Arrow => crate::spec::OutputFormat::Arrow,
         }
     }
 }

@@ -7,14 +7,13 @@ use std::path::Path;
 
 use crate::error::{FatalError, Position};
 use crate::pipeline::{pump, EntityState, Outputs, RejectSink};
-use crate::plan::{xml_out, Cast, EntityPlan, Extract, FieldPlan, Input};
+use crate::plan::{xml_out, EntityPlan, Extract, FieldPlan};
 use crate::read::csv::{Batch, Dialect, RecordMeta};
 use crate::read::json::{self, Extracted, JsonLayout, JsonPaths};
 use crate::read::xml::{self, XmlPaths};
 use crate::read::{open_input, InputKind};
-use crate::spec::{CsvDialect, Encoding, InputFormat, OutputFormat, Ragged, Unmapped};
-use crate::types::FieldType;
-use crate::write::{encode, AtomicFile, RowWriter, Sink};
+use crate::spec::{CsvDialect, Encoding, InputFormat, OutputFormat, Ragged};
+use crate::write::{AtomicFile, RowWriter, Sink};
 
 /// What to convert, and how.
 #[derive(Debug, Clone)]
@@ -252,20 +251,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     let fields = names
         .iter()
         .enumerate()
-        .map(|(i, n)| FieldPlan {
-            name: n.clone(),
-            ty: FieldType::Text,
-            input: Input::Column(i),
-            steps: Vec::new(),
-            map: None,
-            unmapped: Unmapped::Keep,
-            default: None,
-            required: false,
-            cast: Cast::Text,
-            max_length: None,
-            pattern: None,
-            reference: None,
-        })
+        .map(|(i, n)| FieldPlan::text_column(n, i))
         .collect();
     let plan = EntityPlan {
         name: "convert".into(),
@@ -298,7 +284,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
     } else {
         Sink::File(Box::new(AtomicFile::create(Path::new(&opts.output))?))
     };
-    let writer = RowWriter::new(sink, opts.to, &encode::header(&plan), encode::footer(&plan))?;
+    let writer = RowWriter::for_plan(sink, &plan, &opts.output)?;
     let mut outputs = Outputs::new(writer);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)

@@ -60,6 +60,9 @@ pub enum FatalError {
     },
     #[error("the mapping is not valid:\n{0}")]
     Spec(SpecErrors),
+    /// An output file that its encoder could not write (Parquet, Arrow).
+    #[error("{path}: cannot write: {message}")]
+    Output { path: String, message: String },
     #[error("{0}")]
     Usage(String),
     #[error("internal error (this is a bug in crm-etl, please report it): {0}")]

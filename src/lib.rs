@@ -4,6 +4,7 @@
 //! write ([`write`]) -> hash and account ([`manifest`]).
 
 pub mod archive;
+pub mod canon;
 pub mod cast;
 pub mod cli;
 pub mod convert;

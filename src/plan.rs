@@ -196,6 +196,31 @@ pub struct FieldPlan {
     pub reference: Option<RefPlan>,
 }
 
+impl FieldPlan {
+    /// A text field copied from column `col` as it is (what `convert` writes).
+    pub fn text_column(name: &str, col: usize) -> FieldPlan {
+        FieldPlan {
+            name: name.to_string(),
+            ty: FieldType::Text,
+            input: Input::Column(col),
+            steps: Vec::new(),
+            map: None,
+            unmapped: crate::spec::Unmapped::Keep,
+            default: None,
+            required: false,
+            cast: Cast::Text,
+            max_length: None,
+            pattern: None,
+            reference: None,
+        }
+    }
+
+    /// The type of the written value: a reference is written as its parent's primary-key type.
+    pub fn out_ty(&self) -> FieldType {
+        self.reference.as_ref().map_or(self.ty, |r| r.out_ty)
+    }
+}
+
 /// A compiled reference: the parent's index is attached once the parent has run.
 #[derive(Clone)]
 pub struct RefPlan {

@@ -26,7 +26,7 @@ use crate::spec::{Dialect, LoadMode};
 use crate::spec::{Mapping, OutputFormat, Reference};
 use crate::target::script::{self, Table};
 use crate::target::TargetOut;
-use crate::write::{encode, AtomicFile, RejectsWriter, RowWriter, Sink};
+use crate::write::{AtomicFile, RejectsWriter, RowWriter, Sink};
 
 /// What a run was asked to do.
 #[derive(Debug, Clone)]
@@ -110,6 +110,12 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
                     );
                 }
             }
+        }
+        if e.format.is_some_and(OutputFormat::columnar) && !cfg!(feature = "parquet") {
+            errors.push(
+                format!("entities[{i}].format"),
+                "this crm-etl was built without the `parquet` feature, so it cannot write Parquet or Arrow files; rebuild with default features",
+            );
         }
         if e.duplicates != Duplicates::First
             && e.primary_key.is_empty()
@@ -361,12 +367,7 @@ fn run_entity(
                     Sink::Discard
                 })
             };
-            let mut outs = Outputs::new(RowWriter::new(
-                sink(&out_name)?,
-                format,
-                &encode::header(&plan),
-                encode::footer(&plan),
-            )?);
+            let mut outs = Outputs::new(RowWriter::for_plan(sink(&out_name)?, &plan, &out_name)?);
             for t in &plan.targets {
                 let (head, foot) = match t.dialect {
                     Dialect::Postgres => (
@@ -540,6 +541,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     };
     if !errors.is_empty() {
         return Err(FatalError::Spec(errors));
+    }
+    if let Some(f) = opts
+        .format
+        .filter(|f| f.columnar() && !cfg!(feature = "parquet"))
+    {
+        return Err(crate::write::no_columnar(f, "--format"));
     }
     let base = opts
         .mapping

@@ -331,6 +331,12 @@ pub enum OutputFormat {
     /// XML: `<records><record><field>value</field>...</record>...</records>` (names configurable); a
     /// null field has no element, an empty string an empty one.
     Xml,
+    /// Apache Parquet, zstd-compressed, typed from the mapping (decimal as Decimal(p,s), timestamps as
+    /// microseconds, timestamptz with time zone UTC, uuid and json as strings). Needs the `parquet`
+    /// build feature (on by default).
+    Parquet,
+    /// Arrow IPC file (Feather v2), zstd-compressed, typed as Parquet. Needs the `parquet` build feature.
+    Arrow,
 }
 
 impl OutputFormat {
@@ -341,7 +347,14 @@ impl OutputFormat {
             OutputFormat::Jsonl => "jsonl",
             OutputFormat::Json => "json",
             OutputFormat::Xml => "xml",
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Arrow => "arrow",
         }
+    }
+
+    /// Whether rows are gathered into typed columns (Parquet, Arrow) rather than written as text.
+    pub fn columnar(self) -> bool {
+        matches!(self, OutputFormat::Parquet | OutputFormat::Arrow)
     }
 }
 

@@ -1,8 +1,10 @@
-"""DuckDB doing the work of benches/contacts.toml: read every column as text, cast, write CSV."""
+"""DuckDB doing the work of benches/contacts.toml: read every column as text, cast, write CSV (or
+Parquet with zstd when the destination ends in .parquet)."""
 import sys
 import duckdb
 
 src, dst, threads = sys.argv[1], sys.argv[2], sys.argv[3]
+options = "FORMAT parquet, COMPRESSION zstd" if dst.endswith(".parquet") else "HEADER"
 con = duckdb.connect()
 con.execute(f"SET threads = {int(threads)}")
 con.execute(f"""
@@ -21,5 +23,5 @@ COPY (
          strptime(CreatedDate, '%Y-%m-%dT%H:%M:%S.%g%z') AS created_at,
          CAST(LastActivityDate AS DATE) AS last_activity
   FROM read_csv('{src}', all_varchar = true, header = true, nullstr = ['', 'NULL'])
-) TO '{dst}' (HEADER)
+) TO '{dst}' ({options})
 """)

@@ -1,4 +1,5 @@
-"""Polars doing the work of benches/contacts.toml: read every column as text, cast, write CSV."""
+"""Polars doing the work of benches/contacts.toml: read every column as text, cast, write CSV (or
+Parquet with zstd, its default, when the destination ends in .parquet)."""
 import sys
 import polars as pl
 
@@ -28,5 +29,8 @@ out = df.select(
     pl.col("CreatedDate").str.strptime(pl.Datetime("ms", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%z").alias("created_at"),
     pl.col("LastActivityDate").str.strptime(pl.Date, "%Y-%m-%d").alias("last_activity"),
 )
-out.write_csv(dst)
+if dst.endswith(".parquet"):
+    out.write_parquet(dst, compression="zstd")
+else:
+    out.write_csv(dst)
 print(out.height, file=sys.stderr)

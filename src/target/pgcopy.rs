@@ -5,6 +5,7 @@
 //! File: the signature, flags and header extension; per row the field count and, per field, its byte
 //! length (-1 for null) and bytes in the type's binary form; a trailer of -1.
 
+use crate::canon;
 use crate::types::FieldType;
 
 /// The file header: signature, flags (none), header-extension length (0).
@@ -47,18 +48,12 @@ pub fn value(ty: FieldType, v: Option<&str>, out: &mut Vec<u8>) {
         FieldType::Date => days(v)
             .map(|d| out.extend_from_slice(&(d as i32).to_be_bytes()))
             .is_some(),
-        FieldType::Time => micros_of_day(v)
+        FieldType::Time => canon::micros_of_day(v)
             .map(|t| out.extend_from_slice(&t.to_be_bytes()))
             .is_some(),
-        FieldType::Timestamp | FieldType::TimestampTz => {
-            let v = v.strip_suffix('Z').unwrap_or(v);
-            let parsed = v
-                .split_once('T')
-                .and_then(|(d, t)| Some(days(d)? * 86_400_000_000 + micros_of_day(t)?));
-            parsed
-                .map(|us| out.extend_from_slice(&us.to_be_bytes()))
-                .is_some()
-        }
+        FieldType::Timestamp | FieldType::TimestampTz => canon::unix_micros(v)
+            .map(|us| out.extend_from_slice(&(us - PG_EPOCH_DAYS * 86_400_000_000).to_be_bytes()))
+            .is_some(),
         FieldType::Uuid => uuid(v, out),
         FieldType::Text | FieldType::Json => {
             out.extend_from_slice(v.as_bytes());
@@ -74,57 +69,9 @@ pub fn value(ty: FieldType, v: Option<&str>, out: &mut Vec<u8>) {
     }
 }
 
-/// Days since 2000-01-01 of `YYYY-MM-DD` (proleptic Gregorian; H. Hinnant's days_from_civil).
+/// Days since 2000-01-01 of `YYYY-MM-DD`.
 fn days(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y = digits(&b[0..4])?;
-    let m = digits(&b[5..7])?;
-    let d = digits(&b[8..10])?;
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468 - PG_EPOCH_DAYS)
-}
-
-/// The number written by ASCII digits (the canonical texts have fixed widths).
-fn digits(b: &[u8]) -> Option<i64> {
-    b.iter().try_fold(0i64, |a, &c| {
-        c.is_ascii_digit().then(|| a * 10 + i64::from(c - b'0'))
-    })
-}
-
-/// Microseconds of `HH:MM:SS[.fraction]`; digits past the sixth round half up, as the server's text
-/// input does.
-fn micros_of_day(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
-        return None;
-    }
-    let (h, m, sec) = (digits(&b[0..2])?, digits(&b[3..5])?, digits(&b[6..8])?);
-    let frac = match b.get(8) {
-        None => &[][..],
-        Some(b'.') => &b[9..],
-        Some(_) => return None,
-    };
-    let mut us = 0i64;
-    for k in 0..6 {
-        let d = match frac.get(k) {
-            Some(c) if c.is_ascii_digit() => i64::from(c - b'0'),
-            Some(_) => return None,
-            None => 0,
-        };
-        us = us * 10 + d;
-    }
-    if frac.get(6).is_some_and(|c| *c >= b'5') {
-        us += 1;
-    }
-    Some(((h * 60 + m) * 60 + sec) * 1_000_000 + us)
+    canon::unix_days(s).map(|d| d - PG_EPOCH_DAYS)
 }
 
 /// A UUID's 16 bytes from its hyphenated hex form.
@@ -225,8 +172,6 @@ mod tests {
         assert_eq!(days("1999-12-31"), Some(-1));
         assert_eq!(days("2024-02-29"), Some(8825));
         assert_eq!(days("0001-01-01"), Some(-730_119));
-        assert_eq!(micros_of_day("23:59:59.5"), Some(86_399_500_000));
-        assert_eq!(micros_of_day("00:00:00.0000005"), Some(1));
         let mut out = Vec::new();
         value(
             FieldType::TimestampTz,

@@ -98,6 +98,9 @@ pub fn encode_row(plan: &EntityPlan, cells: &[Cell], text: &str, out: &mut Vec<u
             out.extend_from_slice(x.record.as_bytes());
             out.extend_from_slice(b">\n");
         }
+        OutputFormat::Parquet | OutputFormat::Arrow => {
+            crate::write::columnar::encode_row(&plan.fields, cells, text, out)
+        }
     }
 }
 
@@ -143,7 +146,7 @@ pub fn header(plan: &EntityPlan) -> Vec<u8> {
             out.push(b'\n');
         }
         OutputFormat::Json => out.extend_from_slice(b"["),
-        OutputFormat::Jsonl => {}
+        OutputFormat::Jsonl | OutputFormat::Parquet | OutputFormat::Arrow => {}
         OutputFormat::Xml => {
             out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
             if let Some(x) = &plan.xml {

@@ -1,6 +1,16 @@
 //! Writers: atomic output files that hash what they write, row writers per format, and the rejects file.
 
+pub mod columnar;
 pub mod encode;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+
+/// Without the `parquet` feature there is no column writer: [`RowWriter::for_plan`] refuses the
+/// columnar formats before any row is read, and this type, having no values, is never built.
+#[cfg(not(feature = "parquet"))]
+pub mod parquet {
+    pub enum ColumnWriter {}
+}
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -8,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{FatalError, FieldError};
 use crate::map::Reject;
+use crate::plan::EntityPlan;
 use crate::spec::OutputFormat;
 
 /// A file written under a temporary name and renamed into place only by [`AtomicFile::finish`], so a
@@ -98,7 +109,7 @@ pub enum Sink {
 }
 
 impl Sink {
-    fn write_bytes(&mut self, b: &[u8]) -> Result<(), FatalError> {
+    pub(crate) fn write_bytes(&mut self, b: &[u8]) -> Result<(), FatalError> {
         match self {
             Sink::File(f) => f.write_bytes(b),
             Sink::Stdout(w) => w.write_all(b).map_err(|e| FatalError::io("<stdout>", e)),
@@ -112,6 +123,9 @@ pub struct RowWriter {
     sink: Sink,
     format: OutputFormat,
     footer: Vec<u8>,
+    /// Parquet and Arrow: the column buffers and encoder, which own the sink until the end.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
+    columns: Option<Box<parquet::ColumnWriter>>,
     pub rows: u64,
 }
 
@@ -127,16 +141,52 @@ impl RowWriter {
             sink,
             format,
             footer,
+            columns: None,
             rows: 0,
         };
         w.sink.write_bytes(header)?;
         Ok(w)
     }
 
+    /// The writer of an entity's (or a conversion's) output in the plan's format; `display` names the
+    /// file in errors.
+    pub fn for_plan(sink: Sink, plan: &EntityPlan, display: &str) -> Result<RowWriter, FatalError> {
+        if !plan.format.columnar() {
+            return RowWriter::new(
+                sink,
+                plan.format,
+                &encode::header(plan),
+                encode::footer(plan),
+            );
+        }
+        #[cfg(feature = "parquet")]
+        {
+            let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
+            let types: Vec<_> = plan.fields.iter().map(|f| f.out_ty()).collect();
+            let columns = parquet::ColumnWriter::new(sink, plan.format, &names, &types, display)?;
+            Ok(RowWriter {
+                sink: Sink::Discard,
+                format: plan.format,
+                footer: Vec::new(),
+                columns: Some(Box::new(columns)),
+                rows: 0,
+            })
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = sink;
+            Err(no_columnar(plan.format, display))
+        }
+    }
+
     /// Writes `n` whole encoded rows at once (CSV and JSON Lines rows are self-delimiting).
     pub fn write_rows(&mut self, bytes: &[u8], n: u64) -> Result<(), FatalError> {
         debug_assert!(self.format != OutputFormat::Json);
         self.rows += n;
+        #[cfg(feature = "parquet")]
+        if let Some(c) = self.columns.as_mut() {
+            return c.write_rows(bytes, n);
+        }
         self.sink.write_bytes(bytes)
     }
 
@@ -157,6 +207,10 @@ impl RowWriter {
 
     /// Closes the format and the sink; returns (bytes, BLAKE3) for files.
     pub fn finish(mut self) -> Result<Option<(u64, String)>, FatalError> {
+        #[cfg(feature = "parquet")]
+        if let Some(c) = self.columns.take() {
+            self.sink = c.finish()?;
+        }
         if self.format == OutputFormat::Json {
             self.sink
                 .write_bytes(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
@@ -171,6 +225,14 @@ impl RowWriter {
             Sink::Discard => Ok(None),
         }
     }
+}
+
+/// The error for a Parquet or Arrow output in a build without the `parquet` feature.
+pub fn no_columnar(format: OutputFormat, display: &str) -> FatalError {
+    FatalError::Usage(format!(
+        "{display}: this crm-etl was built without the `parquet` feature, so it cannot write {} files; rebuild with default features",
+        format.extension()
+    ))
 }
 
 /// Column names of the rejects file.

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Benchmark typed CSV -> Parquet: `crm-etl run` of the contacts mapping with `--format parquet` against
+# Polars and DuckDB doing the same casts and writing zstd Parquet, in one go on this machine. Prints a
+# Markdown table (wall time, MB/s of input, peak memory, ratio) and the output sizes.
+#
+#   bash benches/run_parquet.sh [CONTACTS]      # default 1000000; data is generated (seeded) into bench-data/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+threads=$(nproc)
+rel=${CARGO_TARGET_DIR:-target}/release
+cargo build --release --quiet --bin crm-etl --example gen_crm
+if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
+  "$rel"/examples/gen_crm bench-data "$n" 42
+  echo "$n" > bench-data/.n
+fi
+python3 -c 'import duckdb, polars' 2>/dev/null || pip install --quiet duckdb polars
+input=bench-data/Contact.csv
+bytes=$(stat -c %s "$input")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+. benches/lib.sh
+
+sizes=""
+{
+  measure crm-etl "$rel"/crm-etl run benches/contacts.toml --out "$tmp/out" --format parquet --quiet --threads "$threads"
+  sizes="$sizes crm-etl=$(stat -c %s "$tmp/out/contact.parquet")"
+  measure polars python3 benches/peers/polars_contacts.py "$input" "$tmp/out/polars.parquet"
+  sizes="$sizes polars=$(stat -c %s "$tmp/out/polars.parquet")"
+  measure duckdb python3 benches/peers/duckdb_contacts.py "$input" "$tmp/out/duckdb.parquet" "$threads"
+  sizes="$sizes duckdb=$(stat -c %s "$tmp/out/duckdb.parquet")"
+  echo "$sizes" > "$tmp/sizes"
+} > "$tmp/results"
+
+echo "input: $input, $n contacts, $((bytes / 1000000)) MB; $threads threads; $(date -u +%F)"
+echo
+table "$tmp/results" crm-etl "$bytes"
+echo
+echo "Parquet bytes:$(cat "$tmp/sizes")"
