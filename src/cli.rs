@@ -99,6 +99,11 @@ pub enum Command {
         /// field, orphans, throughput).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// An earlier run's output folder: also write what changed since it, per entity
+        /// (changes/<entity>.insert|update|delete files) and, per load target, a script that applies
+        /// the changes (changes/load/<dialect>/apply.sql). The folder must verify.
+        #[arg(long, value_name = "DIR")]
+        since: Option<PathBuf>,
         /// Worker threads for mapping. Default: RAYON_NUM_THREADS, else all cores. Output is the same for any value.
         #[arg(long)]
         threads: Option<usize>,

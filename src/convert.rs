@@ -268,6 +268,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         xml,
         index_by: Vec::new(),
         pk_field: None,
+        track: None,
         seq_base: 0,
         nested: None,
         deferred: Vec::new(),

@@ -61,6 +61,19 @@ pub fn material(cells: &[Cell], text: &str, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Appends the material of the cells at `cols` (a primary key).
+pub fn material_cols(cells: &[Cell], cols: &[usize], text: &str, out: &mut Vec<u8>) {
+    for (i, &c) in cols.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if let Some(t) = cells[c].text(text) {
+            csv_field(t.as_bytes(), true, out);
+        }
+    }
+    out.push(b'\n');
+}
+
 /// The material of values given as text (None: null).
 pub fn material_of(values: &[Option<&str>], out: &mut Vec<u8>) {
     for (i, v) in values.iter().enumerate() {

@@ -25,6 +25,7 @@ pub mod read;
 pub mod relate;
 pub mod report;
 pub mod run;
+pub mod since;
 pub mod spec;
 pub mod target;
 pub mod types;

@@ -35,6 +35,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             ddl,
             mode,
             report,
+            since,
         } => {
             let opts = run::RunOptions {
                 mapping,
@@ -47,6 +48,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 ddl: ddl.map(Into::into),
                 mode: mode.map(Into::into),
                 progress: crm_etl::progress::Mode::detect(quiet),
+                since,
             };
             let res = run::run(&opts)?;
             if let Some(path) = &report {

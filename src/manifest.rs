@@ -77,6 +77,9 @@ pub struct EntityEntry {
     pub input_bytes: u64,
     #[serde(default)]
     pub millis: u64,
+    /// An incremental run (`--since`): rows inserted, updated, deleted and unchanged since that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::since::ChangeCounts>,
 }
 
 /// An entity's updates file: rows that set deferred references once every row is loaded.
@@ -108,6 +111,9 @@ pub struct Manifest {
     pub status: String,
     /// The checksums file, hashed, so that editing it is detected too.
     pub checksums: FileRef,
+    /// An incremental run: the earlier run's folder and the BLAKE3 of its manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<FileRef>,
 }
 
 /// Writes `checksums.b3` for the outputs (sorted by path) and returns its reference.

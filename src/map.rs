@@ -70,6 +70,10 @@ pub struct MappedChunk {
     pub hashes: Vec<[u64; 4]>,
     /// Per load target: encoded rows.
     pub targets: Vec<TargetRows>,
+    /// With `plan.track`: each written row's primary key as a canonical CSV row, and per row (a
+    /// rejected one included) where its key ends.
+    pub track_keys: Vec<u8>,
+    pub track_ends: Vec<usize>,
 }
 
 /// One load target's encoded rows of a chunk.
@@ -205,6 +209,10 @@ fn finish(
             target::encode_row(t, &plan.target_types, &sc.cells, &sc.text, &mut rows.out);
             rows.ends.push(rows.out.len());
         }
+        if let Some(pk) = &plan.track {
+            digest::material_cols(&sc.cells, pk, &sc.text, &mut chunk.track_keys);
+            chunk.track_ends.push(chunk.track_keys.len());
+        }
         let key_start = chunk.keys.len();
         for u in &plan.unique {
             chunk.keys.push(key_hash(&u.fields, &sc.cells, &sc.text));
@@ -264,6 +272,9 @@ fn finish(
     }
     for rows in &mut chunk.targets {
         rows.ends.push(rows.out.len());
+    }
+    if plan.track.is_some() {
+        chunk.track_ends.push(chunk.track_keys.len());
     }
     if child.ordinal > 0 {
         for e in &mut sc.errors {

@@ -57,6 +57,8 @@ pub struct EntityState {
     pub digest: crate::digest::Digest,
     /// Progress shown on stderr, if any.
     pub progress: Option<crate::progress::Step>,
+    /// The rows' state for later incremental runs, and the changes against an earlier one.
+    pub track: Option<crate::since::Tracker>,
     /// Indexes for the entities that reference this one, one per `plan.index_by`.
     pub indexes: Vec<KeyIndex>,
     /// Per field name: orphan references written as null or kept.
@@ -309,6 +311,7 @@ fn write_chunk(
         && plan.unique.is_empty()
         && plan.index_by.is_empty()
         && chunk.deferred.is_empty()
+        && state.track.is_none()
         && !out.main.per_row()
     {
         for h in &chunk.hashes {
@@ -370,6 +373,9 @@ fn write_chunk(
                 }
                 if let Some(h) = chunk.hashes.get(k) {
                     state.digest.add(h);
+                }
+                if let Some(t) = state.track.as_mut() {
+                    t.row(chunk, k, &chunk.out[row_start..prev])?;
                 }
                 if !plan.index_by.is_empty() {
                     let base = *key_start + plan.unique.len();

@@ -280,6 +280,9 @@ pub struct EntityPlan {
     /// Fields indexed for the entities that reference this one, and the primary key field they map to.
     pub index_by: Vec<IndexBy>,
     pub pk_field: Option<usize>,
+    /// Fields of the primary key when the run records its rows' state (see `since`): each written
+    /// row's key goes into `MappedChunk::track_keys`.
+    pub track: Option<Vec<usize>>,
     /// Records of the source's earlier files: `generate = "sequence"` numbers continue across files.
     pub seq_base: u64,
     /// Set for a nested entity.
@@ -448,6 +451,7 @@ pub fn compile_entity(
         extract,
         xml,
         index_by: Vec::new(),
+        track: None,
         pk_field: (entity.primary_key.len() == 1)
             .then(|| {
                 entity

@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub mode: Option<crate::spec::LoadMode>,
     /// Progress on stderr.
     pub progress: crate::progress::Mode,
+    /// An earlier run's output folder to write the changes since (`--since`).
+    pub since: Option<PathBuf>,
 }
 
 /// The outcome of a complete run.
@@ -275,6 +277,9 @@ struct EntityOutput {
     target_outputs: Vec<OutputEntry>,
     /// Bytes of the input files read.
     inputs_bytes: u64,
+    /// Row state and change files, and the change counts of an incremental run.
+    tracked: Vec<OutputEntry>,
+    changes: Option<crate::since::ChangeCounts>,
 }
 
 /// Reads every file of entity `i` through its plan. `write` false: a pass that writes nothing (the
@@ -347,6 +352,9 @@ fn run_entity(
         };
         plan.format = format;
         plan.seq_base = records_before;
+        if write && !entity.primary_key.is_empty() {
+            plan.track = plan.unique.first().map(|u| u.fields.clone());
+        }
         attach_relations(m, &mut plan, entity, &specs, indexes)?;
         if let Some(t) = table {
             attach_targets(&mut plan, t, &cx.targets, cx.mode);
@@ -381,6 +389,9 @@ fn run_entity(
                     .push(RowWriter::new(sink(&rel)?, OutputFormat::Csv, &head, foot)?);
             }
             writer = Some(outs);
+            if let (true, Some(cols)) = (write, plan.track.as_ref()) {
+                state.track = Some(tracker(cx, entity, &plan, cols, &out_name)?);
+            }
         }
         let w = writer
             .as_mut()
@@ -437,6 +448,13 @@ fn run_entity(
             });
         }
     }
+    let (tracked, changes) = match state.track.take() {
+        Some(t) => {
+            let f = t.finish(&opts.out)?;
+            (f.files, f.counts)
+        }
+        None => (Vec::new(), None),
+    };
     let reject_rows = rejects.rows;
     let rejects = rejects.finish()?.map(|(bytes, blake3)| OutputEntry {
         path: rejects_name,
@@ -463,7 +481,50 @@ fn run_entity(
         rejects,
         inputs_bytes,
         target_outputs,
+        tracked,
+        changes,
     })
+}
+
+/// The row tracker of an entity: its state file and, in an incremental run, its change files.
+fn tracker(
+    cx: &Ctx<'_>,
+    entity: &Entity,
+    plan: &crate::plan::EntityPlan,
+    cols: &[usize],
+    out_name: &str,
+) -> Result<crate::since::Tracker, FatalError> {
+    let out = &cx.opts.out;
+    let names = cols.iter().map(|&i| plan.fields[i].name.clone()).collect();
+    let types = cols.iter().map(|&i| plan.fields[i].out_ty()).collect();
+    let Some(dir) = &cx.opts.since else {
+        return crate::since::Tracker::new(out, &entity.name, names, types, None);
+    };
+    let open = |rel: &str| {
+        RowWriter::for_plan(
+            Sink::File(Box::new(AtomicFile::create(&out.join(rel))?)),
+            plan,
+            rel,
+        )
+    };
+    let targets: Vec<(Dialect, String)> = plan
+        .targets
+        .iter()
+        .map(|t| (t.dialect, t.insert_into.clone()))
+        .collect();
+    let ext = out_name.rsplit('.').next().unwrap_or("csv");
+    crate::since::Tracker::new(
+        out,
+        &entity.name,
+        names,
+        types,
+        Some(crate::since::ChangeSpec {
+            prev: crate::since::Previous::load(dir, &entity.name)?,
+            open: &open,
+            ext,
+            targets: &targets,
+        }),
+    )
 }
 
 /// Tells a plan which load targets to encode rows for, and applies what a target requires of values:
@@ -548,6 +609,10 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     {
         return Err(crate::write::no_columnar(f, "--format"));
     }
+    let since = match &opts.since {
+        Some(dir) => Some(check_since(m, dir, opts)?),
+        None => None,
+    };
     let base = opts
         .mapping
         .parent()
@@ -605,6 +670,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         }
         outputs.extend(done.output);
         outputs.extend(done.target_outputs);
+        outputs.extend(done.tracked);
         let rejects_file = done.rejects.as_ref().map(|r| r.path.clone());
         outputs.extend(done.rejects);
         digests.push(state.digest);
@@ -635,6 +701,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             rejects_by_field: state.by_field,
             input_bytes: done.inputs_bytes,
             millis: clock.elapsed().as_millis() as u64,
+            changes: done.changes,
         });
     }
     // Deferred references resolve once every entity has run, against the complete indexes.
@@ -659,6 +726,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     }
     if !opts.dry_run {
         outputs.extend(write_scripts(&cx, ddl, &entities)?);
+        if since.is_some() {
+            outputs.extend(write_change_scripts(&cx, &entities)?);
+        }
     }
     let read = entities.iter().map(|e| e.read).sum();
     let written = entities.iter().map(|e| e.written).sum();
@@ -696,6 +766,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
         }
         .into(),
         checksums,
+        since,
     };
     if !opts.dry_run {
         manifest::write_manifest(&opts.out, &manifest)?;
@@ -933,6 +1004,107 @@ fn write_scripts(
                 blake3,
             });
         }
+    }
+    Ok(files)
+}
+
+/// Checks that an incremental run can diff against `dir`: a different folder holding a complete run
+/// whose checksums verify, and a mapping whose entities all have a primary key and no deferred
+/// references. Returns the reference the manifest records.
+fn check_since(m: &Mapping, dir: &Path, opts: &RunOptions) -> Result<FileRef, FatalError> {
+    if opts.dry_run {
+        return Err(FatalError::Usage(
+            "--since writes change files, and --dry-run writes nothing: give one of them".into(),
+        ));
+    }
+    let same = match (dir.canonicalize(), opts.out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(FatalError::Usage(format!(
+            "--since {}: the same folder as --out; write the new run to a new folder",
+            dir.display()
+        )));
+    }
+    let findings = manifest::verify(dir)?;
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| !f.is_ok())
+        .map(ToString::to_string)
+        .collect();
+    if !bad.is_empty() {
+        return Err(FatalError::Usage(format!(
+            "--since {}: the earlier run does not verify, so its changes cannot be trusted ({} problem(s)):\n  {}",
+            dir.display(),
+            bad.len(),
+            bad.join("\n  ")
+        )));
+    }
+    let mut errors = SpecErrors::default();
+    for (i, e) in m.entities.iter().enumerate() {
+        if e.primary_key.is_empty() {
+            errors.push(
+                format!("entities[{i}].primary_key"),
+                format!("--since matches rows by primary key, and entity {:?} has none (give it one, or `generate = {{ hash = [...] }}` a key)", e.name),
+            );
+        }
+        if e.fields
+            .iter()
+            .any(|f| f.references.as_ref().is_some_and(|r| r.defer))
+        {
+            errors.push(
+                format!("entities[{i}]"),
+                format!(
+                    "--since does not yet handle deferred references (entity {:?})",
+                    e.name
+                ),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(FatalError::Spec(errors));
+    }
+    let path = dir.join(manifest::MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| FatalError::io(&path, e))?;
+    Ok(FileRef {
+        path: dir.to_string_lossy().into_owned(),
+        blake3: blake3::hash(&bytes).to_hex().to_string(),
+    })
+}
+
+/// Writes `changes/load/<dialect>/apply.sql` for each load target of an incremental run.
+fn write_change_scripts(
+    cx: &Ctx<'_>,
+    entities: &[EntityEntry],
+) -> Result<Vec<OutputEntry>, FatalError> {
+    let changed: Vec<script::Changed> = cx
+        .tables
+        .iter()
+        .map(|t| {
+            let c = entities
+                .iter()
+                .find(|e| e.name == t.name)
+                .and_then(|e| e.changes)
+                .unwrap_or_default();
+            script::Changed {
+                upserts: c.insert + c.update,
+                deletes: c.delete,
+            }
+        })
+        .collect();
+    let mut files = Vec::new();
+    for &d in &cx.targets {
+        let path = format!("changes/load/{}/apply.sql", d.name());
+        let mut f = AtomicFile::create(&cx.opts.out.join(&path))?;
+        f.write_bytes(script::change_script(d, &cx.tables, &changed).as_bytes())?;
+        let (bytes, blake3) = f.finish()?;
+        files.push(OutputEntry {
+            path,
+            bytes,
+            rows: 0,
+            blake3,
+        });
     }
     Ok(files)
 }

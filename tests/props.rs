@@ -80,6 +80,7 @@ proptest! {
             started_at: String::new(), finished_at: String::new(), threads: 1,
             inputs: vec![], outputs: outputs.clone(), entities: vec![],
             read: 0, written: 0, rejected: 0, max_rejects: 0, status: "ok".into(), checksums,
+            since: None,
         };
         manifest::write_manifest(dir.path(), &m).unwrap();
         let findings = manifest::verify(dir.path()).unwrap();

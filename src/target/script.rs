@@ -141,6 +141,11 @@ pub fn stage_table(entity: &str) -> String {
     format!("crm_etl_stage_{entity}")
 }
 
+/// The staging table of an incremental run's deleted keys.
+pub fn delete_table(entity: &str) -> String {
+    format!("crm_etl_delete_{entity}")
+}
+
 fn updates_table(entity: &str) -> String {
     format!("crm_etl_updates_{entity}")
 }
@@ -549,4 +554,95 @@ fn upsert_from(d: Dialect, t: &Table, stage: &str, names: &[String]) -> String {
             )
         }
     }
+}
+
+/// One table's changes in an incremental run: rows to upsert and keys to delete.
+pub struct Changed {
+    pub upserts: u64,
+    pub deletes: u64,
+}
+
+/// `changes/load/<dialect>/apply.sql`: applies an incremental run's changes in one transaction. Inserts
+/// and updates go first, parents before children (through staging tables, as upserts), so that a
+/// re-parented child finds its new parent; deletes follow, children before parents, so that no row
+/// is deleted while a row still references it.
+pub fn change_script(d: Dialect, tables: &[Table], changed: &[Changed]) -> String {
+    let mut s = String::new();
+    let run = match d {
+        Dialect::Postgres => "psql -v ON_ERROR_STOP=1 -d DB -f changes/load/postgres/apply.sql",
+        Dialect::Mysql => "mariadb --local-infile=1 DB < changes/load/mysql/apply.sql",
+        Dialect::Sqlite => "sqlite3 DB < changes/load/sqlite/apply.sql",
+    };
+    let _ = writeln!(
+        s,
+        "-- Changes since the earlier run, written by crm-etl. Run from the output folder:\n--   {run}"
+    );
+    s.push_str("-- One transaction: a failure leaves the database as it was.\n");
+    match d {
+        Dialect::Postgres => {
+            s.push_str("\\set ON_ERROR_STOP on\nSET client_encoding = 'UTF8';\nBEGIN;\n")
+        }
+        Dialect::Mysql => {
+            s.push_str("SET NAMES utf8mb4;\nSET time_zone = '+00:00';\nSTART TRANSACTION;\n")
+        }
+        Dialect::Sqlite => s.push_str(
+            ".bail on\nPRAGMA foreign_keys = ON;\nBEGIN;\nPRAGMA defer_foreign_keys = ON;\n",
+        ),
+    }
+    let load = |s: &mut String, file: &str, into: &str, columns: &[String], rows: u64| match d {
+        Dialect::Postgres => s.push_str(&pg_copy(file, into, columns)),
+        Dialect::Mysql => s.push_str(&load_data(file, into, columns, rows)),
+        Dialect::Sqlite => {
+            let _ = writeln!(s, ".read {file}");
+        }
+    };
+    let drop_temp = |s: &mut String, name: &str| {
+        if d == Dialect::Mysql {
+            let _ = writeln!(s, "DROP TEMPORARY TABLE {};", ident(d, name));
+        }
+    };
+    for (t, c) in tables.iter().zip(changed) {
+        if c.upserts == 0 || t.primary_key.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "-- {}: {} inserted or updated rows", t.name, c.upserts);
+        let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        let stage = stage_table(&t.name);
+        let _ = writeln!(s, "{}", create_like(d, &stage, &t.name, None));
+        let file = crate::since::change_data_file(d, &t.name, "upsert");
+        load(&mut s, &file, &stage, &names, c.upserts);
+        s.push_str(&upsert_from(d, t, &stage, &names));
+        drop_temp(&mut s, &stage);
+    }
+    for (t, c) in tables.iter().zip(changed).rev() {
+        if c.deletes == 0 || t.primary_key.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "-- {}: {} deleted rows", t.name, c.deletes);
+        let del = delete_table(&t.name);
+        let _ = writeln!(s, "{}", create_like(d, &del, &t.name, Some(&t.primary_key)));
+        let file = crate::since::change_data_file(d, &t.name, "delete");
+        load(&mut s, &file, &del, &t.primary_key, c.deletes);
+        let (tn, dn) = (ident(d, &t.name), ident(d, &del));
+        let on = t
+            .primary_key
+            .iter()
+            .map(|k| format!("t.{} = k.{}", ident(d, k), ident(d, k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let _ = match d {
+            Dialect::Postgres => writeln!(s, "DELETE FROM {tn} AS t USING {dn} AS k WHERE {on};"),
+            Dialect::Mysql => writeln!(s, "DELETE t FROM {tn} AS t JOIN {dn} AS k ON {on};"),
+            Dialect::Sqlite => {
+                let pk = cols(d, &t.primary_key);
+                writeln!(
+                    s,
+                    "DELETE FROM {tn} WHERE ({pk}) IN (SELECT {pk} FROM {dn});"
+                )
+            }
+        };
+        drop_temp(&mut s, &del);
+    }
+    s.push_str("COMMIT;\n");
+    s
 }
