@@ -9,10 +9,10 @@
 //! (the primary-key columns as a canonical CSV row, as in dataset digests) and the first 16 bytes of the
 //! row's digest hash. Memory while comparing is proportional to the earlier run's keys, not its rows.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::FatalError;
+use crate::keyset::KeySet;
 use crate::manifest::OutputEntry;
 use crate::map::MappedChunk;
 use crate::spec::Dialect;
@@ -42,8 +42,9 @@ pub fn change_data_file(d: Dialect, entity: &str, kind: &str) -> String {
     format!("changes/load/{}/{entity}.{kind}.{ext}", d.name())
 }
 
-fn key_hash(key: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(key)
+fn key_hash(key: &[u8]) -> [u64; 2] {
+    let h = xxhash_rust::xxh3::xxh3_128(key);
+    [(h >> 64) as u64, h as u64]
 }
 
 fn hash16(h: &[u64; 4]) -> [u8; 16] {
@@ -53,12 +54,13 @@ fn hash16(h: &[u64; 4]) -> [u8; 16] {
     out
 }
 
-/// An earlier run's rows of one entity: key hash to (row hash, key), with a mark for each key seen
-/// again.
+/// An earlier run's rows of one entity: its state file as read, a table from each key's 128-bit hash
+/// to the row, and a mark for each row seen again. About 75 bytes per key (27 of them the table).
 pub struct Previous {
-    index: HashMap<u128, usize>,
-    rows: Vec<([u8; 16], (usize, usize))>,
-    keys: Vec<u8>,
+    bytes: Vec<u8>,
+    /// Per row: where its record starts in `bytes`.
+    starts: Vec<usize>,
+    index: KeySet,
     seen: Vec<bool>,
 }
 
@@ -72,41 +74,62 @@ impl Previous {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(FatalError::io(&path, e)),
         };
-        let bad = |at: usize| {
-            FatalError::Usage(format!(
-                "{}: not a crm-etl row state file (damaged at byte {at})",
-                path.display()
-            ))
-        };
-        let mut at = MAGIC.len();
         if !bytes.starts_with(MAGIC) {
-            return Err(bad(0));
+            return Err(damaged(&path, 0));
         }
-        let mut p = Previous {
-            index: HashMap::new(),
-            rows: Vec::new(),
-            keys: Vec::new(),
-            seen: Vec::new(),
-        };
+        let mut starts = Vec::new();
+        let mut at = MAGIC.len();
         while at < bytes.len() {
-            let len = bytes
-                .get(at..at + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                .ok_or_else(|| bad(at))?;
-            let key = bytes.get(at + 4..at + 4 + len).ok_or_else(|| bad(at))?;
-            let hash: [u8; 16] = bytes
-                .get(at + 4 + len..at + 20 + len)
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| bad(at))?;
-            let from = p.keys.len();
-            p.keys.extend_from_slice(key);
-            p.index.insert(key_hash(key), p.rows.len());
-            p.rows.push((hash, (from, p.keys.len())));
-            at += 20 + len;
+            let (_, _, next) = record(&bytes, at).ok_or_else(|| damaged(&path, at))?;
+            starts.push(at);
+            at = next;
         }
-        p.seen = vec![false; p.rows.len()];
-        Ok(Some(p))
+        let mut index = KeySet::default();
+        index.reserve(starts.len());
+        for (i, &at) in starts.iter().enumerate() {
+            let (key, _, _) = record(&bytes, at).ok_or_else(|| damaged(&path, at))?;
+            index.insert(key_hash(key), i as u64 + 1);
+        }
+        Ok(Some(Previous {
+            seen: vec![false; starts.len()],
+            bytes,
+            starts,
+            index,
+        }))
     }
+
+    /// The earlier row of `key`, marked as seen: its row hash.
+    fn take(&mut self, key: &[u8]) -> Option<[u8; 16]> {
+        let i = self.index.get(key_hash(key))? as usize - 1;
+        // A key seen twice in one run is rejected as a duplicate before it gets here.
+        self.seen[i] = true;
+        record(&self.bytes, self.starts[i]).map(|(_, h, _)| h)
+    }
+
+    /// Keys of the earlier rows not seen in this run, in the earlier run's order.
+    fn unseen(&self) -> impl Iterator<Item = &[u8]> {
+        self.starts
+            .iter()
+            .zip(&self.seen)
+            .filter(|(_, seen)| !**seen)
+            .filter_map(|(&at, _)| record(&self.bytes, at).map(|(k, _, _)| k))
+    }
+}
+
+/// The record at `at` of a state file: key, row hash, and where the next record starts.
+fn record(bytes: &[u8], at: usize) -> Option<(&[u8], [u8; 16], usize)> {
+    let len = bytes.get(at..at + 4)?;
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let key = bytes.get(at + 4..at + 4 + len)?;
+    let hash: [u8; 16] = bytes.get(at + 4 + len..at + 20 + len)?.try_into().ok()?;
+    Some((key, hash, at + 20 + len))
+}
+
+fn damaged(path: &Path, at: usize) -> FatalError {
+    FatalError::Usage(format!(
+        "{}: not a crm-etl row state file (damaged at byte {at})",
+        path.display()
+    ))
 }
 
 /// What a `--since` run found for one entity.
@@ -142,6 +165,8 @@ struct Changes {
 pub struct Tracker {
     entity: String,
     state: AtomicFile,
+    /// State records not yet written: the file (and its hasher) take them in large pieces.
+    pending: Vec<u8>,
     rows: u64,
     changes: Option<Changes>,
     /// The primary key's columns and types, for the delete files.
@@ -211,6 +236,7 @@ impl Tracker {
         Ok(Tracker {
             entity: entity.to_string(),
             state,
+            pending: Vec::with_capacity(1 << 20),
             rows: 0,
             changes,
             key_names,
@@ -223,19 +249,19 @@ impl Tracker {
         let from = k.checked_sub(1).map_or(0, |p| chunk.track_ends[p]);
         let key = &chunk.track_keys[from..chunk.track_ends[k]];
         let hash = chunk.hashes.get(k).map(hash16).unwrap_or_default();
-        self.state.write_bytes(&(key.len() as u32).to_le_bytes())?;
-        self.state.write_bytes(key)?;
-        self.state.write_bytes(&hash)?;
+        self.pending
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.pending.extend_from_slice(key);
+        self.pending.extend_from_slice(&hash);
+        if self.pending.len() >= 1 << 20 {
+            self.state.write_bytes(&self.pending)?;
+            self.pending.clear();
+        }
         self.rows += 1;
         let Some(c) = self.changes.as_mut() else {
             return Ok(());
         };
-        let old = c.prev.as_mut().and_then(|p| {
-            let i = *p.index.get(&key_hash(key))?;
-            // A key seen twice in one run is rejected as a duplicate before it gets here.
-            p.seen[i] = true;
-            Some(p.rows[i].0)
-        });
+        let old = c.prev.as_mut().and_then(|p| p.take(key));
         let w = match old {
             None => {
                 c.counts.insert += 1;
@@ -271,8 +297,9 @@ impl Tracker {
     }
 
     /// Writes the deletes (keys of the earlier run not seen in this one) and finishes every file.
-    pub fn finish(self, out: &Path) -> Result<Finished, FatalError> {
+    pub fn finish(mut self, out: &Path) -> Result<Finished, FatalError> {
         let mut files = Vec::new();
+        self.state.write_bytes(&self.pending)?;
         let (bytes, blake3) = self.state.finish()?;
         files.push(OutputEntry {
             path: state_file(&self.entity),
@@ -304,11 +331,7 @@ impl Tracker {
         )?;
         if let Some(p) = &c.prev {
             let mut row = Vec::new();
-            for (i, (_, (a, b))) in p.rows.iter().enumerate() {
-                if p.seen[i] {
-                    continue;
-                }
-                let key = &p.keys[*a..*b];
+            for key in p.unseen() {
                 del.write_rows(key, 1)?;
                 c.counts.delete += 1;
                 let values = crate::digest::parse_material(key);
