@@ -107,9 +107,10 @@ pub enum Command {
         /// Worker threads for mapping. Default: RAYON_NUM_THREADS, else all cores. Output is the same for any value.
         #[arg(long)]
         threads: Option<usize>,
-        /// Output format for every entity, overriding the mapping.
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        /// Output format for every entity, overriding the mapping; several, comma-separated, are
+        /// written from the same rows in one pass (the first is the main output).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        format: Option<Vec<Format>>,
         /// Rejected records allowed (over all entities) before the exit code becomes 1. The run always completes.
         #[arg(long, default_value_t = 0)]
         max_rejects: u64,

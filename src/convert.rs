@@ -269,6 +269,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         index_by: Vec::new(),
         pk_field: None,
         track: None,
+        also: Vec::new(),
         seq_base: 0,
         nested: None,
         deferred: Vec::new(),

@@ -41,7 +41,7 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
                 mapping,
                 out: out.unwrap_or_default(),
                 threads: threads(t),
-                format: format.map(Into::into),
+                format: format.map(|fs| fs.into_iter().map(Into::into).collect()),
                 max_rejects,
                 dry_run,
                 targets: target.map(|ts| ts.into_iter().map(Into::into).collect()),

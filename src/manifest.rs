@@ -80,6 +80,10 @@ pub struct EntityEntry {
     /// An incremental run (`--since`): rows inserted, updated, deleted and unchanged since that run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<crate::since::ChangeCounts>,
+    /// The entity's other outputs, written from the same rows in the same pass (further formats, load
+    /// targets' data files): each holds exactly the rows that `digest` covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// An entity's updates file: rows that set deferred references once every row is loaded.

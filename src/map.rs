@@ -18,7 +18,7 @@ use crate::spec::OutputFormat;
 use crate::spec::{Ragged, Unmapped};
 use crate::target;
 use crate::types::FieldType;
-use crate::write::encode::{encode_row, Cell};
+use crate::write::encode::{encode_row, encode_row_as, Cell};
 
 /// A record that failed, with everything the rejects file needs.
 #[derive(Debug, Clone)]
@@ -70,6 +70,8 @@ pub struct MappedChunk {
     pub hashes: Vec<[u64; 4]>,
     /// Per load target: encoded rows.
     pub targets: Vec<TargetRows>,
+    /// Per further output format (`plan.also`): encoded rows.
+    pub also: Vec<TargetRows>,
     /// With `plan.track`: each written row's primary key as a canonical CSV row, and per row (a
     /// rejected one included) where its key ends.
     pub track_keys: Vec<u8>,
@@ -137,6 +139,7 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
     chunk
         .targets
         .resize_with(plan.targets.len(), TargetRows::default);
+    chunk.also.resize_with(plan.also.len(), TargetRows::default);
     let mut sc = Scratch::default();
     if let Some(n) = &plan.nested {
         for (k, m) in recs.iter().enumerate() {
@@ -209,6 +212,10 @@ fn finish(
             target::encode_row(t, &plan.target_types, &sc.cells, &sc.text, &mut rows.out);
             rows.ends.push(rows.out.len());
         }
+        for (f, rows) in plan.also.iter().zip(&mut chunk.also) {
+            encode_row_as(*f, plan, &sc.cells, &sc.text, &mut rows.out);
+            rows.ends.push(rows.out.len());
+        }
         if let Some(pk) = &plan.track {
             digest::material_cols(&sc.cells, pk, &sc.text, &mut chunk.track_keys);
             chunk.track_ends.push(chunk.track_keys.len());
@@ -270,7 +277,7 @@ fn finish(
     if plan.digest {
         chunk.hashes.push([0; 4]);
     }
-    for rows in &mut chunk.targets {
+    for rows in chunk.targets.iter_mut().chain(&mut chunk.also) {
         rows.ends.push(rows.out.len());
     }
     if plan.track.is_some() {

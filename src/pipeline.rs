@@ -225,10 +225,12 @@ pub fn pump(
     })
 }
 
-/// The writers of one entity: its output file and one data file per load target.
+/// The writers of one entity: its output file, one data file per load target, and one file per
+/// further output format.
 pub struct Outputs {
     pub main: RowWriter,
     pub targets: Vec<RowWriter>,
+    pub also: Vec<RowWriter>,
 }
 
 impl Outputs {
@@ -236,6 +238,7 @@ impl Outputs {
         Outputs {
             main,
             targets: Vec::new(),
+            also: Vec::new(),
         }
     }
 }
@@ -271,6 +274,18 @@ impl Run {
             for (w, t) in out.targets.iter_mut().zip(&chunk.targets) {
                 let from = self.first.checked_sub(1).map_or(0, |r| t.ends[r]);
                 w.write_rows(&t.out[from..t.ends[end - 1]], self.rows)?;
+            }
+            for (w, t) in out.also.iter_mut().zip(&chunk.also) {
+                let mut from = self.first.checked_sub(1).map_or(0, |r| t.ends[r]);
+                if w.per_row() {
+                    // A JSON array's rows, one at a time for their separators.
+                    for &to in &t.ends[self.first..end] {
+                        w.write_row(&t.out[from..to])?;
+                        from = to;
+                    }
+                } else {
+                    w.write_rows(&t.out[from..t.ends[end - 1]], self.rows)?;
+                }
             }
         }
         *self = Run {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use crate::relate::KeyIndex;
 use crate::spec::{
-    Entity, Field, Generate, InputFormat, Orphans, OutputFormat, Ragged, Source, Transform,
-    Unmapped,
+    Entity, Field, Formats, Generate, InputFormat, Orphans, OutputFormat, Ragged, Source,
+    Transform, Unmapped,
 };
 use crate::types::FieldType;
 
@@ -265,6 +265,8 @@ pub struct EntityPlan {
     pub name: String,
     pub source: String,
     pub format: OutputFormat,
+    /// Further output formats, encoded from the same rows into `MappedChunk::also`.
+    pub also: Vec<OutputFormat>,
     pub fields: Vec<FieldPlan>,
     pub unique: Vec<UniqueSet>,
     pub header: Vec<String>,
@@ -425,8 +427,13 @@ pub fn compile_entity(
             outer,
         }
     });
-    let format = entity.format.unwrap_or_default();
-    let xml = (format == OutputFormat::Xml).then(|| {
+    let formats = entity
+        .format
+        .as_ref()
+        .map(Formats::list)
+        .unwrap_or_default();
+    let format = formats.first().copied().unwrap_or_default();
+    let xml = formats.contains(&OutputFormat::Xml).then(|| {
         let names: Vec<String> = entity.fields.iter().map(|f| f.name.clone()).collect();
         xml_out(
             entity.xml_root.as_deref(),
@@ -452,6 +459,10 @@ pub fn compile_entity(
         xml,
         index_by: Vec::new(),
         track: None,
+        also: formats
+            .get(1..)
+            .map(<[OutputFormat]>::to_vec)
+            .unwrap_or_default(),
         pk_field: (entity.primary_key.len() == 1)
             .then(|| {
                 entity

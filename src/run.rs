@@ -23,7 +23,7 @@ use crate::pipeline::Outputs;
 use crate::plan::IndexBy;
 use crate::relate::{self, KeyIndex};
 use crate::spec::{Dialect, LoadMode};
-use crate::spec::{Mapping, OutputFormat, Reference};
+use crate::spec::{Formats, Mapping, OutputFormat, Reference};
 use crate::target::script::{self, Table};
 use crate::target::TargetOut;
 use crate::write::{AtomicFile, RejectsWriter, RowWriter, Sink};
@@ -34,7 +34,8 @@ pub struct RunOptions {
     pub mapping: PathBuf,
     pub out: PathBuf,
     pub threads: usize,
-    pub format: Option<OutputFormat>,
+    /// Output formats for every entity (the first is the main one); None: the mapping's.
+    pub format: Option<Vec<OutputFormat>>,
     pub max_rejects: u64,
     /// Run everything but the writing: no output folder, no files.
     pub dry_run: bool,
@@ -113,7 +114,14 @@ pub fn validate_static(m: &Mapping, errors: &mut SpecErrors) {
                 }
             }
         }
-        if e.format.is_some_and(OutputFormat::columnar) && !cfg!(feature = "parquet") {
+        let formats = e.format.as_ref().map(Formats::list).unwrap_or_default();
+        if matches!(&e.format, Some(Formats::Many(v)) if v.is_empty()) {
+            errors.push(
+                format!("entities[{i}].format"),
+                "an empty list of formats: give at least one",
+            );
+        }
+        if formats.iter().any(|f| f.columnar()) && !cfg!(feature = "parquet") {
             errors.push(
                 format!("entities[{i}].format"),
                 "this crm-etl was built without the `parquet` feature, so it cannot write Parquet or Arrow files; rebuild with default features",
@@ -275,6 +283,8 @@ struct EntityOutput {
     rejects: Option<OutputEntry>,
     /// The load targets' data files.
     target_outputs: Vec<OutputEntry>,
+    /// The outputs in further formats.
+    also_outputs: Vec<OutputEntry>,
     /// Bytes of the input files read.
     inputs_bytes: u64,
     /// Row state and change files, and the change counts of an incremental run.
@@ -304,8 +314,13 @@ fn run_entity(
             pattern: display_path(base, &base.join(&source.path)),
         });
     }
-    let format = opts.format.or(entity.format).unwrap_or_default();
+    let formats = entity_formats(opts, entity);
+    let format = formats[0];
     let out_name = format!("{}.{}", entity.name, format.extension());
+    let also: Vec<(OutputFormat, String)> = formats[1..]
+        .iter()
+        .map(|f| (*f, format!("{}.{}", entity.name, f.extension())))
+        .collect();
     let rejects_name = format!("rejects/{}.csv", entity.name);
     let mut writer: Option<Outputs> = None;
     let mut rejects = RejectsWriter::new(opts.out.join(&rejects_name));
@@ -351,6 +366,7 @@ fn run_entity(
             return Err(FatalError::Spec(errs));
         };
         plan.format = format;
+        plan.also = also.iter().map(|(f, _)| *f).collect();
         plan.seq_base = records_before;
         if write && !entity.primary_key.is_empty() {
             plan.track = plan.unique.first().map(|u| u.fields.clone());
@@ -359,7 +375,7 @@ fn run_entity(
         if let Some(t) = table {
             attach_targets(&mut plan, t, &cx.targets, cx.mode);
         }
-        if format == OutputFormat::Xml && plan.xml.is_none() {
+        if formats.contains(&OutputFormat::Xml) && plan.xml.is_none() {
             let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
             plan.xml = Some(xml_out(
                 entity.xml_root.as_deref(),
@@ -387,6 +403,10 @@ fn run_entity(
                 let rel = script::data_file(t.dialect, &entity.name);
                 outs.targets
                     .push(RowWriter::new(sink(&rel)?, OutputFormat::Csv, &head, foot)?);
+            }
+            for (f, name) in &also {
+                outs.also
+                    .push(RowWriter::for_format(sink(name)?, &plan, *f, name)?);
             }
             writer = Some(outs);
             if let (true, Some(cols)) = (write, plan.track.as_ref()) {
@@ -436,6 +456,18 @@ fn run_entity(
         rows,
         blake3,
     });
+    let mut also_outputs = Vec::new();
+    for (w, (_, name)) in writer.also.into_iter().zip(&also) {
+        let rows = w.rows;
+        if let Some((bytes, blake3)) = w.finish()? {
+            also_outputs.push(OutputEntry {
+                path: name.clone(),
+                bytes,
+                rows,
+                blake3,
+            });
+        }
+    }
     let mut target_outputs = Vec::new();
     for (w, d) in writer.targets.into_iter().zip(&cx.targets) {
         let rows = w.rows;
@@ -481,6 +513,7 @@ fn run_entity(
         rejects,
         inputs_bytes,
         target_outputs,
+        also_outputs,
         tracked,
         changes,
     })
@@ -603,11 +636,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
     if !errors.is_empty() {
         return Err(FatalError::Spec(errors));
     }
-    if let Some(f) = opts
-        .format
-        .filter(|f| f.columnar() && !cfg!(feature = "parquet"))
-    {
-        return Err(crate::write::no_columnar(f, "--format"));
+    let columnar = opts.format.iter().flatten().find(|f| f.columnar());
+    if let Some(f) = columnar.filter(|_| !cfg!(feature = "parquet")) {
+        return Err(crate::write::no_columnar(*f, "--format"));
     }
     let since = match &opts.since {
         Some(dir) => Some(check_since(m, dir, opts)?),
@@ -668,7 +699,14 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
                 inputs.push(input.clone());
             }
         }
+        let also: Vec<String> = done
+            .also_outputs
+            .iter()
+            .chain(&done.target_outputs)
+            .map(|o| o.path.clone())
+            .collect();
         outputs.extend(done.output);
+        outputs.extend(done.also_outputs);
         outputs.extend(done.target_outputs);
         outputs.extend(done.tracked);
         let rejects_file = done.rejects.as_ref().map(|r| r.path.clone());
@@ -702,6 +740,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult, FatalError> {
             input_bytes: done.inputs_bytes,
             millis: clock.elapsed().as_millis() as u64,
             changes: done.changes,
+            also,
         });
     }
     // Deferred references resolve once every entity has run, against the complete indexes.
@@ -1006,6 +1045,23 @@ fn write_scripts(
         }
     }
     Ok(files)
+}
+
+/// An entity's output formats, the main one first: `--format`, else the mapping's, else CSV.
+fn entity_formats(opts: &RunOptions, entity: &Entity) -> Vec<OutputFormat> {
+    let list = match &opts.format {
+        Some(v) => Formats::Many(v.clone()).list(),
+        None => entity
+            .format
+            .as_ref()
+            .map(Formats::list)
+            .unwrap_or_default(),
+    };
+    if list.is_empty() {
+        vec![OutputFormat::default()]
+    } else {
+        list
+    }
 }
 
 /// Checks that an incremental run can diff against `dir`: a different folder holding a complete run

@@ -255,9 +255,11 @@ pub struct Entity {
     pub name: String,
     /// Name of the source (a key of `sources`).
     pub source: String,
-    /// Output format of this entity; `--format` overrides it.
+    /// Output format of this entity, or a list of formats: the first is the entity's main output (and
+    /// the format of its change files); the others are written from the same rows in the same run.
+    /// `--format` overrides it.
     #[serde(default)]
-    pub format: Option<OutputFormat>,
+    pub format: Option<Formats>,
     /// XML output: name of the root element (default `records`).
     #[serde(default)]
     pub xml_root: Option<String>,
@@ -315,6 +317,31 @@ pub struct Nested {
 
 fn semicolon() -> String {
     ";".into()
+}
+
+/// One output format, or several written at once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Formats {
+    One(OutputFormat),
+    Many(Vec<OutputFormat>),
+}
+
+impl Formats {
+    /// The formats in order, each once.
+    pub fn list(&self) -> Vec<OutputFormat> {
+        let all = match self {
+            Formats::One(f) => vec![*f],
+            Formats::Many(v) => v.clone(),
+        };
+        let mut out: Vec<OutputFormat> = Vec::new();
+        for f in all {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
+    }
 }
 
 /// Output file formats.

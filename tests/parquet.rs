@@ -272,3 +272,40 @@ fn a_bad_parquet_destination_is_a_clear_error() {
     );
     assert!(stderr(&out).contains("blocker"), "{}", stderr(&out));
 }
+
+#[test]
+fn parquet_beside_other_formats_in_one_pass_is_the_same_file() {
+    let w = Workdir::new();
+    w.write("contacts.csv", contacts(40_000));
+    w.write("m.toml", CONTACTS);
+    w.expect(
+        &[
+            "run",
+            "m.toml",
+            "--out",
+            "dual",
+            "--format",
+            "jsonl,parquet,arrow",
+            "-q",
+        ],
+        0,
+    );
+    for f in ["parquet", "arrow"] {
+        w.expect(&["run", "m.toml", "--out", f, "--format", f, "-q"], 0);
+        assert_eq!(
+            std::fs::read(w.path(&format!("dual/contact.{f}"))).unwrap(),
+            std::fs::read(w.path(&format!("{f}/contact.{f}"))).unwrap(),
+            "{f} written beside JSON Lines differs from {f} alone"
+        );
+    }
+    if !python_readers("parquet_beside_other_formats") {
+        return;
+    }
+    read_back(
+        &w,
+        "dual/contact.jsonl",
+        "dual/contact.parquet",
+        "dual/contact.arrow",
+        &[],
+    );
+}

@@ -41,9 +41,20 @@ impl Cell {
     }
 }
 
-/// Appends one encoded row.
+/// Appends one encoded row in the plan's format.
 pub fn encode_row(plan: &EntityPlan, cells: &[Cell], text: &str, out: &mut Vec<u8>) {
-    match plan.format {
+    encode_row_as(plan.format, plan, cells, text, out)
+}
+
+/// Appends one encoded row in `format` (the plan's or one of its further formats).
+pub fn encode_row_as(
+    format: OutputFormat,
+    plan: &EntityPlan,
+    cells: &[Cell],
+    text: &str,
+    out: &mut Vec<u8>,
+) {
+    match format {
         OutputFormat::Csv => {
             for (i, c) in cells.iter().enumerate() {
                 if i > 0 {
@@ -74,7 +85,7 @@ pub fn encode_row(plan: &EntityPlan, cells: &[Cell], text: &str, out: &mut Vec<u
             }
             out.push(b'}');
             // A JSON array's separators are the writer's job, since only it knows which row is first.
-            if plan.format == OutputFormat::Jsonl {
+            if format == OutputFormat::Jsonl {
                 out.push(b'\n');
             }
         }
@@ -126,7 +137,12 @@ pub fn xml_text(s: &str, out: &mut Vec<u8>) {
 
 /// What closes an output after its last row.
 pub fn footer(plan: &EntityPlan) -> Vec<u8> {
-    match (&plan.format, &plan.xml) {
+    footer_as(plan.format, plan)
+}
+
+/// What closes an output in `format` after its last row.
+pub fn footer_as(format: OutputFormat, plan: &EntityPlan) -> Vec<u8> {
+    match (&format, &plan.xml) {
         (OutputFormat::Xml, Some(x)) => format!("</{}>\n", x.root).into_bytes(),
         _ => Vec::new(),
     }
@@ -134,8 +150,13 @@ pub fn footer(plan: &EntityPlan) -> Vec<u8> {
 
 /// The header row of a CSV output (nothing for JSON formats).
 pub fn header(plan: &EntityPlan) -> Vec<u8> {
+    header_as(plan.format, plan)
+}
+
+/// What opens an output in `format`: a CSV header row, a JSON array's `[`, an XML root.
+pub fn header_as(format: OutputFormat, plan: &EntityPlan) -> Vec<u8> {
     let mut out = Vec::new();
-    match plan.format {
+    match format {
         OutputFormat::Csv => {
             for (i, f) in plan.fields.iter().enumerate() {
                 if i > 0 {

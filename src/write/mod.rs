@@ -151,22 +151,32 @@ impl RowWriter {
     /// The writer of an entity's (or a conversion's) output in the plan's format; `display` names the
     /// file in errors.
     pub fn for_plan(sink: Sink, plan: &EntityPlan, display: &str) -> Result<RowWriter, FatalError> {
-        if !plan.format.columnar() {
+        RowWriter::for_format(sink, plan, plan.format, display)
+    }
+
+    /// The writer of a plan's rows in `format` (the plan's own or one of its further formats).
+    pub fn for_format(
+        sink: Sink,
+        plan: &EntityPlan,
+        format: OutputFormat,
+        display: &str,
+    ) -> Result<RowWriter, FatalError> {
+        if !format.columnar() {
             return RowWriter::new(
                 sink,
-                plan.format,
-                &encode::header(plan),
-                encode::footer(plan),
+                format,
+                &encode::header_as(format, plan),
+                encode::footer_as(format, plan),
             );
         }
         #[cfg(feature = "parquet")]
         {
             let names: Vec<String> = plan.fields.iter().map(|f| f.name.clone()).collect();
             let types: Vec<_> = plan.fields.iter().map(|f| f.out_ty()).collect();
-            let columns = parquet::ColumnWriter::new(sink, plan.format, &names, &types, display)?;
+            let columns = parquet::ColumnWriter::new(sink, format, &names, &types, display)?;
             Ok(RowWriter {
                 sink: Sink::Discard,
-                format: plan.format,
+                format,
                 footer: Vec::new(),
                 columns: Some(Box::new(columns)),
                 rows: 0,
@@ -175,7 +185,7 @@ impl RowWriter {
         #[cfg(not(feature = "parquet"))]
         {
             let _ = sink;
-            Err(no_columnar(plan.format, display))
+            Err(no_columnar(format, display))
         }
     }
 
