@@ -141,15 +141,9 @@ pub fn open_flat(opts: &ConvertOptions) -> Result<FlatInput, FatalError> {
     })
 }
 
-/// Calls `f` with every record's values (None: null or missing), in file order. A reader thread
-/// splits records while this one hashes them.
-pub fn each_record(
-    input: &mut FlatInput,
-    display: &str,
-    mut f: impl FnMut(&RecordMeta, &[Option<&str>]) -> Result<(), FatalError>,
-) -> Result<(), FatalError> {
-    let width = input.header.len();
-    let bad = |m: &RecordMeta, message: String| FatalError::BadRecord {
+/// The error of a record that cannot be read as values, at its position.
+fn bad_record(display: &str, m: &RecordMeta, message: String) -> FatalError {
+    FatalError::BadRecord {
         pos: Position {
             file: display.to_string(),
             record: m.number,
@@ -157,68 +151,89 @@ pub fn each_record(
             byte: m.byte,
         },
         message,
-    };
+    }
+}
+
+/// Fills `vals` with record `m`'s values (None: null or missing), one per column (`width`).
+pub fn record_values<'a>(
+    extract: &Extract,
+    width: usize,
+    display: &str,
+    batch: &'a Batch,
+    m: &RecordMeta,
+    ext: &'a mut Extracted,
+    vals: &mut Vec<Option<&'a str>>,
+) -> Result<(), FatalError> {
+    vals.clear();
+    match extract {
+        Extract::Csv => {
+            if let Some(msg) = &m.malformed {
+                return Err(bad_record(display, m, msg.clone()));
+            }
+            if m.n_fields != width {
+                return Err(bad_record(
+                    display,
+                    m,
+                    format!("expected {width} fields, found {}", m.n_fields),
+                ));
+            }
+            // One check of the raw record covers its fields (see `map::gather_csv`).
+            std::str::from_utf8(batch.raw(m))
+                .map_err(|e| bad_record(display, m, format!("invalid UTF-8: {e}")))?;
+            for i in 0..width {
+                let b = batch.field(m, i);
+                debug_assert!(std::str::from_utf8(b).is_ok());
+                // SAFETY: a field's bytes are the raw record's (checked just above) less some
+                // ASCII bytes, and so valid UTF-8.
+                vals.push(Some(unsafe { std::str::from_utf8_unchecked(b) }));
+            }
+        }
+        extract @ (Extract::Json(_) | Extract::Xml(_)) => {
+            let raw = std::str::from_utf8(batch.raw(m))
+                .map_err(|e| bad_record(display, m, e.to_string()))?;
+            let res = match extract {
+                Extract::Json(p) => json::extract(raw, p, ext),
+                Extract::Xml(p) => xml::extract(raw, p, ext),
+                Extract::Csv => Ok(()),
+            };
+            res.map_err(|e| bad_record(display, m, e.message))?;
+            let ext: &'a Extracted = ext;
+            for i in 0..width {
+                vals.push(
+                    ext.spans
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(|(a, c)| ext.text(raw, a, c)),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with every batch of records of `opened`, in file order. A reader thread splits records
+/// while this one works on the batch before.
+pub fn each_batch(
+    opened: &mut crate::read::Opened,
+    progress: crate::progress::Mode,
+    display: &str,
+    mut f: impl FnMut(&Batch) -> Result<(), FatalError>,
+) -> Result<(), FatalError> {
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Batch, FatalError>>(2);
     let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
     let size = std::fs::metadata(display).map_or(0, |m| m.len());
-    let mut progress = crate::progress::Step::new(input.progress, display, size);
+    let mut progress = crate::progress::Step::new(progress, display, size);
     if let Some(p) = progress.as_mut() {
-        p.file(input.opened.hash.clone());
+        p.file(opened.hash.clone());
     }
     let mut records = 0u64;
-    let reader = &mut input.opened.reader;
-    let extract = &input.extract;
+    let reader = &mut opened.reader;
     std::thread::scope(|scope| {
         scope.spawn(move || crate::pipeline::fill_batches(reader, &full_tx, &free_rx));
-        let mut ext = Extracted::default();
         for msg in full_rx {
             let batch = msg?;
-            for m in &batch.records {
-                let mut vals: Vec<Option<&str>> = Vec::with_capacity(width);
-                match extract {
-                    Extract::Csv => {
-                        if let Some(msg) = &m.malformed {
-                            return Err(bad(m, msg.clone()));
-                        }
-                        if m.n_fields != width {
-                            return Err(bad(
-                                m,
-                                format!("expected {width} fields, found {}", m.n_fields),
-                            ));
-                        }
-                        // One check of the raw record covers its fields (see `map::gather_csv`).
-                        std::str::from_utf8(batch.raw(m))
-                            .map_err(|e| bad(m, format!("invalid UTF-8: {e}")))?;
-                        for i in 0..width {
-                            let b = batch.field(m, i);
-                            debug_assert!(std::str::from_utf8(b).is_ok());
-                            // SAFETY: a field's bytes are the raw record's (checked just above)
-                            // less some ASCII bytes, and so valid UTF-8.
-                            vals.push(Some(unsafe { std::str::from_utf8_unchecked(b) }));
-                        }
-                    }
-                    Extract::Json(_) | Extract::Xml(_) => {
-                        let raw =
-                            std::str::from_utf8(batch.raw(m)).map_err(|e| bad(m, e.to_string()))?;
-                        let res = match extract {
-                            Extract::Json(p) => json::extract(raw, p, &mut ext),
-                            Extract::Xml(p) => xml::extract(raw, p, &mut ext),
-                            Extract::Csv => Ok(()),
-                        };
-                        res.map_err(|e| bad(m, e.message))?;
-                        for i in 0..width {
-                            vals.push(
-                                ext.spans
-                                    .get(i)
-                                    .copied()
-                                    .flatten()
-                                    .map(|(a, c)| ext.text(raw, a, c)),
-                            );
-                        }
-                    }
-                }
-                f(m, &vals)?;
-            }
+            f(&batch)?;
             records += batch.records.len() as u64;
             if let Some(p) = progress.as_mut() {
                 p.update(records);
@@ -227,6 +242,24 @@ pub fn each_record(
         }
         if let Some(p) = progress.take() {
             p.finish(records);
+        }
+        Ok(())
+    })
+}
+
+/// Calls `f` with every record's values (None: null or missing), in file order.
+pub fn each_record(
+    input: &mut FlatInput,
+    display: &str,
+    mut f: impl FnMut(&RecordMeta, &[Option<&str>]) -> Result<(), FatalError>,
+) -> Result<(), FatalError> {
+    let mut ext = Extracted::default();
+    let (extract, width) = (&input.extract, input.header.len());
+    each_batch(&mut input.opened, input.progress, display, |batch| {
+        for m in &batch.records {
+            let mut vals = Vec::with_capacity(width);
+            record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
+            f(m, &vals)?;
         }
         Ok(())
     })
