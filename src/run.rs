@@ -1003,21 +1003,7 @@ fn write_scripts(
     ddl: crate::spec::Ddl,
     entities: &[EntityEntry],
 ) -> Result<Vec<OutputEntry>, FatalError> {
-    let loaded: Vec<script::Loaded> = cx
-        .tables
-        .iter()
-        .map(|t| {
-            let e = entities.iter().find(|e| e.name == t.name);
-            script::Loaded {
-                rows: e.map_or(0, |e| e.written),
-                update_rows: e.and_then(|e| e.updates.as_ref()).map_or(0, |u| u.rows),
-                update_columns: e
-                    .and_then(|e| e.updates.as_ref())
-                    .map(|u| u.columns.clone())
-                    .unwrap_or_default(),
-            }
-        })
-        .collect();
+    let loaded = loaded_tables(cx, entities);
     let mut files = Vec::new();
     for &d in &cx.targets {
         let after = script::keys_after_rows(d, ddl, cx.mode);
@@ -1065,8 +1051,8 @@ fn entity_formats(opts: &RunOptions, entity: &Entity) -> Vec<OutputFormat> {
 }
 
 /// Checks that an incremental run can diff against `dir`: a different folder holding a complete run
-/// whose checksums verify, and a mapping whose entities all have a primary key and no deferred
-/// references. Returns the reference the manifest records.
+/// whose checksums verify, and a mapping whose entities all have a primary key. Returns the reference
+/// the manifest records.
 fn check_since(m: &Mapping, dir: &Path, opts: &RunOptions) -> Result<FileRef, FatalError> {
     if opts.dry_run {
         return Err(FatalError::Usage(
@@ -1105,18 +1091,6 @@ fn check_since(m: &Mapping, dir: &Path, opts: &RunOptions) -> Result<FileRef, Fa
                 format!("--since matches rows by primary key, and entity {:?} has none (give it one, or `generate = {{ hash = [...] }}` a key)", e.name),
             );
         }
-        if e.fields
-            .iter()
-            .any(|f| f.references.as_ref().is_some_and(|r| r.defer))
-        {
-            errors.push(
-                format!("entities[{i}]"),
-                format!(
-                    "--since does not yet handle deferred references (entity {:?})",
-                    e.name
-                ),
-            );
-        }
     }
     if !errors.is_empty() {
         return Err(FatalError::Spec(errors));
@@ -1127,6 +1101,24 @@ fn check_since(m: &Mapping, dir: &Path, opts: &RunOptions) -> Result<FileRef, Fa
         path: dir.to_string_lossy().into_owned(),
         blake3: blake3::hash(&bytes).to_hex().to_string(),
     })
+}
+
+/// Per table of the load scripts, in their order: the rows and deferred updates the run wrote.
+fn loaded_tables(cx: &Ctx<'_>, entities: &[EntityEntry]) -> Vec<script::Loaded> {
+    cx.tables
+        .iter()
+        .map(|t| {
+            let e = entities.iter().find(|e| e.name == t.name);
+            script::Loaded {
+                rows: e.map_or(0, |e| e.written),
+                update_rows: e.and_then(|e| e.updates.as_ref()).map_or(0, |u| u.rows),
+                update_columns: e
+                    .and_then(|e| e.updates.as_ref())
+                    .map(|u| u.columns.clone())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// Writes `changes/load/<dialect>/apply.sql` for each load target of an incremental run.
@@ -1153,7 +1145,8 @@ fn write_change_scripts(
     for &d in &cx.targets {
         let path = format!("changes/load/{}/apply.sql", d.name());
         let mut f = AtomicFile::create(&cx.opts.out.join(&path))?;
-        f.write_bytes(script::change_script(d, &cx.tables, &changed).as_bytes())?;
+        let loaded = loaded_tables(cx, entities);
+        f.write_bytes(script::change_script(d, &cx.tables, &changed, &loaded).as_bytes())?;
         let (bytes, blake3) = f.finish()?;
         files.push(OutputEntry {
             path,

@@ -248,7 +248,22 @@ impl Tracker {
     pub fn row(&mut self, chunk: &MappedChunk, k: usize, main: &[u8]) -> Result<(), FatalError> {
         let from = k.checked_sub(1).map_or(0, |p| chunk.track_ends[p]);
         let key = &chunk.track_keys[from..chunk.track_ends[k]];
-        let hash = chunk.hashes.get(k).map(hash16).unwrap_or_default();
+        let mut hash = chunk.hashes.get(k).map(hash16).unwrap_or_default();
+        // Deferred references are written as null and set later: the row's state includes their
+        // values as read, so that a changed reference makes the row an update.
+        let first = chunk.deferred.partition_point(|d| d.row < k);
+        let refs = chunk.deferred[first..].iter().take_while(|d| d.row == k);
+        if chunk.deferred.get(first).is_some_and(|d| d.row == k) {
+            let mut h = blake3::Hasher::new();
+            h.update(&hash);
+            for d in refs {
+                let text = &chunk.deferred_texts[d.text.0..d.text.1];
+                h.update(&(d.field as u32).to_le_bytes());
+                h.update(&(text.len() as u32).to_le_bytes());
+                h.update(text.as_bytes());
+            }
+            hash.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        }
         self.pending
             .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.pending.extend_from_slice(key);

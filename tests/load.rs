@@ -574,8 +574,9 @@ fn digest_refuses_a_broken_export_with_its_position() {
     );
 }
 
-/// The mapping of the incremental-run property: accounts, contacts that reference them, and each
-/// contact's tags, a child table from a nested JSON array keyed by contact and position.
+/// The mapping of the incremental-run property: accounts (each with a parent account, a deferred
+/// self-reference), contacts that reference them, and each contact's tags, a child table from a
+/// nested JSON array keyed by contact and position.
 const SNAPSHOT_MAPPING: &str = r#"
 [sources.accounts]
 path = "accounts.csv"
@@ -593,6 +594,7 @@ fields = [
   { name = "name", column = "Name" },
   { name = "revenue", column = "Revenue", type = "decimal(12,2)" },
   { name = "active", column = "Active", type = "boolean" },
+  { name = "parent_id", column = "ParentId", references = { entity = "account", defer = true, orphans = "null" } },
 ]
 
 [[entities]]
@@ -644,10 +646,11 @@ struct Contact {
     tags: Vec<String>,
 }
 
-/// One export: accounts by number (name, revenue in cents, active) and contacts by number.
+/// One export: accounts by number (name, revenue in cents, active, parent account) and contacts by
+/// number.
 #[derive(Clone, Default)]
 struct Snapshot {
-    accounts: std::collections::BTreeMap<u64, (String, i64, bool)>,
+    accounts: std::collections::BTreeMap<u64, (String, i64, bool, Option<u64>)>,
     contacts: std::collections::BTreeMap<u64, Contact>,
 }
 
@@ -663,14 +666,14 @@ impl Snapshot {
     fn first(r: &mut Rng) -> Snapshot {
         let mut s = Snapshot::default();
         for a in 0..5 + r.below(10) {
-            s.accounts.insert(
-                a,
-                (
-                    format!("Account {a}"),
-                    r.below(1_000_000) as i64,
-                    r.chance(50),
-                ),
+            let parent = (a > 0 && r.chance(60)).then(|| r.below(a.max(1)));
+            let account = (
+                format!("Account {a}"),
+                r.below(1_000_000) as i64,
+                r.chance(50),
+                parent,
             );
+            s.accounts.insert(a, account);
         }
         let accounts: Vec<u64> = s.accounts.keys().copied().collect();
         for c in 0..10 + r.below(30) {
@@ -700,13 +703,19 @@ impl Snapshot {
                     e.1 += 1 + r.below(500) as i64;
                     e.2 = !e.2;
                 }
+                // A new parent (perhaps one deleted just now: an orphan, made null), or none.
+                3 => {
+                    let p = r.below(a + 3);
+                    s.accounts.get_mut(&a).unwrap().3 = (p != a && r.chance(80)).then_some(p);
+                }
                 _ => {}
             }
         }
         let next_account = s.accounts.keys().max().map_or(0, |k| k + 1) + r.below(3);
         for a in next_account..next_account + r.below(4) {
+            let parent = r.chance(50).then(|| r.below(a));
             s.accounts
-                .insert(a, (format!("New {a}"), r.below(9999) as i64, true));
+                .insert(a, (format!("New {a}"), r.below(9999) as i64, true, parent));
         }
         let accounts: Vec<u64> = s.accounts.keys().copied().collect();
         let pick = |r: &mut Rng| accounts[r.below(accounts.len() as u64) as usize];
@@ -750,12 +759,13 @@ impl Snapshot {
 
     fn write(&self, dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
-        let mut a = String::from("Id,Name,Revenue,Active\n");
-        for (id, (name, cents, active)) in &self.accounts {
+        let mut a = String::from("Id,Name,Revenue,Active,ParentId\n");
+        for (id, (name, cents, active, parent)) in &self.accounts {
             a.push_str(&format!(
-                "A{id},{name},{}.{:02},{active}\n",
+                "A{id},{name},{}.{:02},{active},{}\n",
                 cents / 100,
-                cents % 100
+                cents % 100,
+                parent.map(|p| format!("A{p}")).unwrap_or_default()
             ));
         }
         std::fs::write(dir.join("accounts.csv"), a).unwrap();

@@ -114,3 +114,40 @@ fn since_refuses_what_it_cannot_diff_against() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_changed_deferred_reference_makes_its_row_an_update() {
+    let w = Workdir::new();
+    w.write(
+        "m.toml",
+        r#"
+[sources.accounts]
+path = "accounts.csv"
+
+[[entities]]
+name = "account"
+source = "accounts"
+primary_key = ["id"]
+fields = [
+  { name = "id", column = "Id" },
+  { name = "parent_id", column = "ParentId", references = { entity = "account", defer = true, orphans = "null" } },
+]
+"#,
+    );
+    w.write("accounts.csv", "Id,ParentId\nA1,\nA2,A1\nA3,A1\n");
+    w.expect(&["run", "m.toml", "--out", "out1", "-q"], 0);
+    // The row is written with its parent null either way; only the deferred value moved.
+    w.write("accounts.csv", "Id,ParentId\nA1,\nA2,A3\nA3,A1\n");
+    w.expect(
+        &["run", "m.toml", "--out", "out2", "-q", "--since", "out1"],
+        0,
+    );
+    assert_eq!(
+        manifest(&w, "out2")["entities"][0]["changes"],
+        serde_json::json!({"insert": 0, "update": 1, "delete": 0, "unchanged": 2})
+    );
+    assert_eq!(
+        w.read("out2/changes/account.update.csv"),
+        "id,parent_id\nA2,\n"
+    );
+}

@@ -400,60 +400,7 @@ pub fn load_script(
         if t.deferred.is_empty() || l.update_columns.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            s,
-            "-- {}: deferred references ({} update rows)",
-            t.name, l.update_rows
-        );
-        let upd = updates_table(&t.name);
-        let _ = writeln!(
-            s,
-            "{}",
-            create_like(d, &upd, &t.name, Some(&l.update_columns))
-        );
-        match d {
-            Dialect::Postgres => {
-                s.push_str(&pg_copy(&updates_file(d, &t.name), &upd, &l.update_columns))
-            }
-            Dialect::Mysql => s.push_str(&load_data(
-                &updates_file(d, &t.name),
-                &upd,
-                &l.update_columns,
-                l.update_rows,
-            )),
-            Dialect::Sqlite => {
-                let _ = writeln!(s, ".read {}", updates_file(d, &t.name));
-            }
-        }
-        let key = &l.update_columns[0];
-        let sets = |prefix: &str| {
-            l.update_columns[1..]
-                .iter()
-                .map(|c| format!("{prefix}{} = u.{}", ident(d, c), ident(d, c)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let (tn, un, k) = (ident(d, &t.name), ident(d, &upd), ident(d, key));
-        let _ = match d {
-            Dialect::Postgres => writeln!(
-                s,
-                "UPDATE {tn} AS t SET {} FROM {un} AS u WHERE t.{k} = u.{k};",
-                sets("")
-            ),
-            Dialect::Mysql => writeln!(
-                s,
-                "UPDATE {tn} AS t JOIN {un} AS u ON t.{k} = u.{k} SET {};",
-                sets("t.")
-            ),
-            Dialect::Sqlite => writeln!(
-                s,
-                "UPDATE {tn} AS t SET {} FROM {un} AS u WHERE t.{k} = u.{k};",
-                sets("")
-            ),
-        };
-        if d == Dialect::Mysql {
-            let _ = writeln!(s, "DROP TEMPORARY TABLE {un};");
-        }
+        s.push_str(&deferred_updates(d, t, l, false));
     }
     s.push_str("COMMIT;\n");
     s
@@ -556,6 +503,85 @@ fn upsert_from(d: Dialect, t: &Table, stage: &str, names: &[String]) -> String {
     }
 }
 
+/// Sets a table's deferred references from its updates file (the full load's): the rows' keys and
+/// their resolved references. With `reset`, rows left out of the file (every reference an orphan made
+/// null) get null first, so that the table ends as a full load leaves it whatever it held before.
+fn deferred_updates(d: Dialect, t: &Table, l: &Loaded, reset: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "-- {}: deferred references ({} update rows)",
+        t.name, l.update_rows
+    );
+    let upd = updates_table(&t.name);
+    let _ = writeln!(
+        s,
+        "{}",
+        create_like(d, &upd, &t.name, Some(&l.update_columns))
+    );
+    match d {
+        Dialect::Postgres => {
+            s.push_str(&pg_copy(&updates_file(d, &t.name), &upd, &l.update_columns))
+        }
+        Dialect::Mysql => s.push_str(&load_data(
+            &updates_file(d, &t.name),
+            &upd,
+            &l.update_columns,
+            l.update_rows,
+        )),
+        Dialect::Sqlite => {
+            let _ = writeln!(s, ".read {}", updates_file(d, &t.name));
+        }
+    }
+    let key = &l.update_columns[0];
+    let (tn, un, k) = (ident(d, &t.name), ident(d, &upd), ident(d, key));
+    if reset {
+        let refs = &l.update_columns[1..];
+        let nulls = refs
+            .iter()
+            .map(|c| format!("{} = NULL", ident(d, c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let set = refs
+            .iter()
+            .map(|c| format!("{tn}.{} IS NOT NULL", ident(d, c)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let _ = writeln!(
+            s,
+            "UPDATE {tn} SET {nulls} WHERE ({set}) AND NOT EXISTS (SELECT 1 FROM {un} AS u WHERE u.{k} = {tn}.{k});"
+        );
+    }
+    let sets = |prefix: &str| {
+        l.update_columns[1..]
+            .iter()
+            .map(|c| format!("{prefix}{} = u.{}", ident(d, c), ident(d, c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = match d {
+        Dialect::Postgres => writeln!(
+            s,
+            "UPDATE {tn} AS t SET {} FROM {un} AS u WHERE t.{k} = u.{k};",
+            sets("")
+        ),
+        Dialect::Mysql => writeln!(
+            s,
+            "UPDATE {tn} AS t JOIN {un} AS u ON t.{k} = u.{k} SET {};",
+            sets("t.")
+        ),
+        Dialect::Sqlite => writeln!(
+            s,
+            "UPDATE {tn} AS t SET {} FROM {un} AS u WHERE t.{k} = u.{k};",
+            sets("")
+        ),
+    };
+    if d == Dialect::Mysql {
+        let _ = writeln!(s, "DROP TEMPORARY TABLE {un};");
+    }
+    s
+}
+
 /// One table's changes in an incremental run: rows to upsert and keys to delete.
 pub struct Changed {
     pub upserts: u64,
@@ -566,7 +592,16 @@ pub struct Changed {
 /// and updates go first, parents before children (through staging tables, as upserts), so that a
 /// re-parented child finds its new parent; deletes follow, children before parents, so that no row
 /// is deleted while a row still references it.
-pub fn change_script(d: Dialect, tables: &[Table], changed: &[Changed]) -> String {
+///
+/// A table with deferred references then gets them from the full load's updates file (`load/<dialect>/`
+/// of the same run), its other rows' references made null first: upserted rows arrive with them null,
+/// and a reference may have changed (or lost its parent) in a row that did not.
+pub fn change_script(
+    d: Dialect,
+    tables: &[Table],
+    changed: &[Changed],
+    loaded: &[Loaded],
+) -> String {
     let mut s = String::new();
     let run = match d {
         Dialect::Postgres => "psql -v ON_ERROR_STOP=1 -d DB -f changes/load/postgres/apply.sql",
@@ -613,6 +648,11 @@ pub fn change_script(d: Dialect, tables: &[Table], changed: &[Changed]) -> Strin
         load(&mut s, &file, &stage, &names, c.upserts);
         s.push_str(&upsert_from(d, t, &stage, &names));
         drop_temp(&mut s, &stage);
+    }
+    for (t, l) in tables.iter().zip(loaded) {
+        if !t.deferred.is_empty() && !l.update_columns.is_empty() {
+            s.push_str(&deferred_updates(d, t, l, true));
+        }
     }
     for (t, c) in tables.iter().zip(changed).rev() {
         if c.deletes == 0 || t.primary_key.is_empty() {
