@@ -65,6 +65,9 @@ type KeyMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyHasher>>;
 struct Seen {
     row: u128,
     number: u64,
+    /// Where the record is in the old file, and its length (CSV; see `pick_old_rows`).
+    at: u64,
+    len: u32,
     /// Its record number in the new file, once seen there.
     new_number: u64,
     state: State,
@@ -133,6 +136,78 @@ fn batch_hashes(
         all.extend(p?);
     }
     Ok(all)
+}
+
+/// Copies the old CSV's header and the records that pass 3 needs (deleted and updated keys), in file
+/// order, into a scratch file beside the outputs, and checks that it reads back as exactly those keys.
+/// None when it does not (a transcoded or otherwise shifted file, whose record positions are not file
+/// offsets): pass 3 then reads the whole old file. A diff with few changes reads a few megabytes
+/// instead of the old file a second time.
+fn pick_old_rows(
+    old: &ConvertOptions,
+    out: &Path,
+    seen: &KeyMap<Seen>,
+    first_at: u64,
+    key: &[usize],
+) -> Result<Option<PathBuf>, FatalError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut want: Vec<(u64, u32, u128)> = seen
+        .iter()
+        .filter(|(_, s)| matches!(s.state, State::Absent | State::Updated))
+        .map(|(k, s)| (s.at, s.len, *k))
+        .collect();
+    want.sort_unstable();
+    let src = Path::new(&old.input);
+    let mut f = std::fs::File::open(src).map_err(|e| FatalError::io(src, e))?;
+    let path = out.join(format!(".diff-old-rows.tmp-{}", std::process::id()));
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(&path).map_err(|e| FatalError::io(&path, e))?,
+    );
+    let mut copy = |at: u64, len: u64, newline: bool| -> std::io::Result<()> {
+        let mut buf = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut buf)?;
+        w.write_all(&buf)?;
+        if newline {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    let copied = copy(0, first_at, false)
+        .and_then(|()| {
+            want.iter()
+                .try_for_each(|&(at, len, _)| copy(at, u64::from(len), true))
+        })
+        .and_then(|()| w.flush());
+    drop(w);
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    // The check: the scratch file's records are the wanted keys, in order.
+    let opts = ConvertOptions {
+        input: path.display().to_string(),
+        progress: crate::progress::Mode::Off,
+        ..old.clone()
+    };
+    let mut got = Vec::with_capacity(want.len());
+    let checked = open_flat(&opts).and_then(|mut input| {
+        let (extract, width) = (&input.extract, input.header.len());
+        let display = opts.input.clone();
+        each_batch(&mut input.opened, input.progress, &display, |batch| {
+            for (k, _) in batch_hashes(extract, width, &display, batch, key, false)? {
+                got.push(k);
+            }
+            Ok(())
+        })
+    });
+    let same =
+        checked.is_ok() && got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| *g == w.2);
+    if !same {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    Ok(Some(path))
 }
 
 /// One change file.
@@ -268,8 +343,12 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
     let mut seen: KeyMap<Seen> = KeyMap::default();
     let display = opts.old.input.as_str();
     let (extract, width) = (&old.extract, old.header.len());
+    let mut first_at = None;
     each_batch(&mut old.opened, old.progress, display, |batch| {
         let hashes = batch_hashes(extract, width, display, batch, &key, true)?;
+        if first_at.is_none() {
+            first_at = batch.records.first().map(|m| m.byte);
+        }
         for (m, (k, row)) in batch.records.iter().zip(hashes) {
             if let Some(s) = seen.get(&k) {
                 return Err(dup(display, m, s.number));
@@ -279,6 +358,8 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
                 Seen {
                     row,
                     number: m.number,
+                    at: m.byte,
+                    len: (m.raw_end - m.raw_start) as u32,
                     new_number: 0,
                     state: State::Absent,
                 },
@@ -328,8 +409,21 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
         Ok(())
     })?;
 
-    // Pass 3: the old file again, for deletes and the updates' changed columns, in its order.
-    let mut old = open_flat(&opts.old)?;
+    // Pass 3: the old file again, for deletes and the updates' changed columns, in its order: only
+    // the records needed, when they can be picked out of it, else all of it.
+    let picked = match (old.from, first_at) {
+        (crate::spec::InputFormat::Csv, Some(first)) => {
+            pick_old_rows(&opts.old, &opts.out, &seen, first, &key)?
+        }
+        _ => None,
+    };
+    let mut old = match &picked {
+        Some(p) => open_flat(&ConvertOptions {
+            input: p.display().to_string(),
+            ..opts.old.clone()
+        })?,
+        None => open_flat(&opts.old)?,
+    };
     let mut updates = ChangeWriter::new(&opts.out, "update", opts.format, &columns, true)?;
     let mut deletes = ChangeWriter::new(&opts.out, "delete", opts.format, &columns, false)?;
     let display = opts.old.input.as_str();
@@ -364,6 +458,9 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
         }
         Ok(())
     })?;
+    if let Some(p) = &picked {
+        let _ = std::fs::remove_file(p);
+    }
     inserts.file.finish()?;
     updates.file.finish()?;
     deletes.file.finish()?;

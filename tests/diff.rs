@@ -106,6 +106,19 @@ fn random_snapshot_pairs_give_exactly_the_model_changes() {
         } else {
             (csv(&old, &old_order), csv(&new, &new_order))
         };
+        // The CSVs also come with a byte-order mark and CRLF line ends (both, since a line end inside
+        // a quoted note is part of its value), or the old one in UTF-16: pass 3 picks the records it
+        // needs by their offsets, or reads the whole file where offsets are not bytes.
+        let crlf = |t: &str| [&b"\xef\xbb\xbf"[..], t.replace('\n', "\r\n").as_bytes()].concat();
+        let n: Vec<u8> = if round == 2 { crlf(&n) } else { n.into_bytes() };
+        let o: Vec<u8> = match round {
+            2 => crlf(&o),
+            4 => [0xff, 0xfe]
+                .into_iter()
+                .chain(o.encode_utf16().flat_map(u16::to_le_bytes))
+                .collect(),
+            _ => o.into_bytes(),
+        };
         w.write(&format!("old{round}.{ext}"), o);
         w.write(&format!("new{round}.{ext}"), n);
         let out = format!("d{round}");
