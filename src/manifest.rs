@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::FatalError;
-use crate::write::AtomicFile;
+use crate::write::{AtomicFile, RowWriter};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const CHECKSUMS: &str = "checksums.b3";
@@ -118,6 +118,30 @@ pub struct Manifest {
     /// An incremental run: the earlier run's folder and the BLAKE3 of its manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<FileRef>,
+}
+
+/// Finishes a row writer and describes the file it wrote at `path` (None for a writer without a file).
+pub fn finish_output(w: RowWriter, path: String) -> Result<Option<OutputEntry>, FatalError> {
+    let rows = w.rows;
+    Ok(w.finish()?.map(|(bytes, blake3)| OutputEntry {
+        path,
+        bytes,
+        rows,
+        blake3,
+    }))
+}
+
+/// Writes a whole text file at `path` under `dir`, atomically, and describes it.
+pub fn write_text(dir: &Path, path: String, text: &str) -> Result<OutputEntry, FatalError> {
+    let mut f = AtomicFile::create(&dir.join(&path))?;
+    f.write_bytes(text.as_bytes())?;
+    let (bytes, blake3) = f.finish()?;
+    Ok(OutputEntry {
+        path,
+        bytes,
+        rows: 0,
+        blake3,
+    })
 }
 
 /// Writes `checksums.b3` for the outputs (sorted by path) and returns its reference.

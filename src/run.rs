@@ -449,36 +449,17 @@ fn run_entity(
         }
     }
     let writer = writer.ok_or_else(|| FatalError::Internal("no writer".into()))?;
-    let rows = writer.main.rows;
-    let output = writer.main.finish()?.map(|(bytes, blake3)| OutputEntry {
-        path: out_name.clone(),
-        bytes,
-        rows,
-        blake3,
-    });
+    let output = manifest::finish_output(writer.main, out_name.clone())?;
     let mut also_outputs = Vec::new();
     for (w, (_, name)) in writer.also.into_iter().zip(&also) {
-        let rows = w.rows;
-        if let Some((bytes, blake3)) = w.finish()? {
-            also_outputs.push(OutputEntry {
-                path: name.clone(),
-                bytes,
-                rows,
-                blake3,
-            });
-        }
+        also_outputs.extend(manifest::finish_output(w, name.clone())?);
     }
     let mut target_outputs = Vec::new();
     for (w, d) in writer.targets.into_iter().zip(&cx.targets) {
-        let rows = w.rows;
-        if let Some((bytes, blake3)) = w.finish()? {
-            target_outputs.push(OutputEntry {
-                path: script::data_file(*d, &entity.name),
-                bytes,
-                rows,
-                blake3,
-            });
-        }
+        target_outputs.extend(manifest::finish_output(
+            w,
+            script::data_file(*d, &entity.name),
+        )?);
     }
     let (tracked, changes) = match state.track.take() {
         Some(t) => {
@@ -975,14 +956,7 @@ fn write_updates(
     })?;
     let mut files = Vec::new();
     let mut finish = |w: RowWriter, path: String| -> Result<(), FatalError> {
-        if let Some((bytes, blake3)) = w.finish()? {
-            files.push(OutputEntry {
-                path,
-                bytes,
-                rows,
-                blake3,
-            });
-        }
+        files.extend(manifest::finish_output(w, path)?);
         Ok(())
     };
     finish(csv_out, name.clone())?;
@@ -1019,15 +993,7 @@ fn write_scripts(
         }
         for (name, text) in scripts {
             let path = format!("load/{}/{name}", d.name());
-            let mut f = AtomicFile::create(&cx.opts.out.join(&path))?;
-            f.write_bytes(text.as_bytes())?;
-            let (bytes, blake3) = f.finish()?;
-            files.push(OutputEntry {
-                path,
-                bytes,
-                rows: 0,
-                blake3,
-            });
+            files.push(manifest::write_text(&cx.opts.out, path, &text)?);
         }
     }
     Ok(files)
@@ -1141,21 +1107,17 @@ fn write_change_scripts(
             }
         })
         .collect();
-    let mut files = Vec::new();
-    for &d in &cx.targets {
-        let path = format!("changes/load/{}/apply.sql", d.name());
-        let mut f = AtomicFile::create(&cx.opts.out.join(&path))?;
-        let loaded = loaded_tables(cx, entities);
-        f.write_bytes(script::change_script(d, &cx.tables, &changed, &loaded).as_bytes())?;
-        let (bytes, blake3) = f.finish()?;
-        files.push(OutputEntry {
-            path,
-            bytes,
-            rows: 0,
-            blake3,
-        });
-    }
-    Ok(files)
+    let loaded = loaded_tables(cx, entities);
+    cx.targets
+        .iter()
+        .map(|&d| {
+            manifest::write_text(
+                &cx.opts.out,
+                format!("changes/load/{}/apply.sql", d.name()),
+                &script::change_script(d, &cx.tables, &changed, &loaded),
+            )
+        })
+        .collect()
 }
 
 /// Tells a plan which of its fields to index for its children, and gives its reference fields the

@@ -358,15 +358,7 @@ impl Tracker {
             }
         }
         let mut finish = |w: RowWriter, path: String| -> Result<(), FatalError> {
-            let rows = w.rows;
-            if let Some((bytes, blake3)) = w.finish()? {
-                files.push(OutputEntry {
-                    path,
-                    bytes,
-                    rows,
-                    blake3,
-                });
-            }
+            files.extend(crate::manifest::finish_output(w, path)?);
             Ok(())
         };
         finish(c.insert, change_file(&self.entity, "insert", &c.ext))?;
