@@ -329,6 +329,8 @@ pub enum Format {
     Parquet,
     /// Arrow IPC file (zstd), typed from the mapping.
     Arrow,
+    /// No output file (`run` only): the load targets' data files are the product.
+    None,
 }
 
 /// Input formats on the command line.
@@ -360,6 +362,7 @@ impl From<Format> for crate::spec::OutputFormat {
             Format::Xml => crate::spec::OutputFormat::Xml,
             Format::Parquet => crate::spec::OutputFormat::Parquet,
             Format::Arrow => crate::spec::OutputFormat::Arrow,
+            Format::None => crate::spec::OutputFormat::None,
         }
     }
 }

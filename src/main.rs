@@ -97,6 +97,11 @@ fn dispatch(cmd: Command) -> Result<u8, FatalError> {
             xml_record,
             max_record_bytes,
         } => {
+            if matches!(to, crm_etl::cli::Format::None) {
+                return Err(FatalError::Usage(
+                    "convert --to none: a conversion must write something; none is for `run` with load targets".into(),
+                ));
+            }
             let (dialect, encoding) = reading(delimiter, quote, &encoding)?;
             let opts = convert::ConvertOptions {
                 input,

@@ -316,9 +316,15 @@ fn run_entity(
     }
     let formats = entity_formats(opts, entity);
     let format = formats[0];
-    let out_name = format!("{}.{}", entity.name, format.extension());
+    // Format `none` writes no output file: its name stays empty.
+    let out_name = if format == OutputFormat::None {
+        String::new()
+    } else {
+        format!("{}.{}", entity.name, format.extension())
+    };
     let also: Vec<(OutputFormat, String)> = formats[1..]
         .iter()
+        .filter(|f| **f != OutputFormat::None)
         .map(|f| (*f, format!("{}.{}", entity.name, f.extension())))
         .collect();
     let rejects_name = format!("rejects/{}.csv", entity.name);
@@ -391,7 +397,12 @@ fn run_entity(
                     Sink::Discard
                 })
             };
-            let mut outs = Outputs::new(RowWriter::for_plan(sink(&out_name)?, &plan, &out_name)?);
+            let main = if format == OutputFormat::None {
+                Sink::Discard
+            } else {
+                sink(&out_name)?
+            };
+            let mut outs = Outputs::new(RowWriter::for_plan(main, &plan, &out_name)?);
             for t in &plan.targets {
                 let (head, foot) = match t.dialect {
                     Dialect::Postgres => (
@@ -410,7 +421,7 @@ fn run_entity(
             }
             writer = Some(outs);
             if let (true, Some(cols)) = (write, plan.track.as_ref()) {
-                state.track = Some(tracker(cx, entity, &plan, cols, &out_name)?);
+                state.track = Some(tracker(cx, entity, &plan, cols)?);
             }
         }
         let w = writer
@@ -506,7 +517,6 @@ fn tracker(
     entity: &Entity,
     plan: &crate::plan::EntityPlan,
     cols: &[usize],
-    out_name: &str,
 ) -> Result<crate::since::Tracker, FatalError> {
     let out = &cx.opts.out;
     let names = cols.iter().map(|&i| plan.fields[i].name.clone()).collect();
@@ -514,10 +524,16 @@ fn tracker(
     let Some(dir) = &cx.opts.since else {
         return crate::since::Tracker::new(out, &entity.name, names, types, None);
     };
+    // Change files take the entity's format, or CSV when it writes no output file.
+    let format = match plan.format {
+        OutputFormat::None => OutputFormat::Csv,
+        f => f,
+    };
     let open = |rel: &str| {
-        RowWriter::for_plan(
+        RowWriter::for_format(
             Sink::File(Box::new(AtomicFile::create(&out.join(rel))?)),
             plan,
+            format,
             rel,
         )
     };
@@ -526,7 +542,7 @@ fn tracker(
         .iter()
         .map(|t| (t.dialect, t.insert_into.clone()))
         .collect();
-    let ext = out_name.rsplit('.').next().unwrap_or("csv");
+    let ext = format.extension();
     crate::since::Tracker::new(
         out,
         &entity.name,

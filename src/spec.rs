@@ -364,6 +364,9 @@ pub enum OutputFormat {
     Parquet,
     /// Arrow IPC file (Feather v2), zstd-compressed, typed as Parquet. Needs the `parquet` build feature.
     Arrow,
+    /// No output file: for runs whose product is the load targets' data files (the rejects, row state,
+    /// manifest and dataset digest are written as always; change files of `--since` are CSV).
+    None,
 }
 
 impl OutputFormat {
@@ -376,6 +379,7 @@ impl OutputFormat {
             OutputFormat::Xml => "xml",
             OutputFormat::Parquet => "parquet",
             OutputFormat::Arrow => "arrow",
+            OutputFormat::None => "none",
         }
     }
 

@@ -882,3 +882,49 @@ fn since_refuses_an_earlier_run_that_does_not_verify() {
     );
     assert!(!w.path("out2/manifest.json").exists());
 }
+
+/// `--format none`: only the load files are written, and they load to the same digests.
+#[test]
+fn a_run_without_an_output_file_still_loads_every_database() {
+    let w = Workdir::new();
+    let mapping = root().join("fixtures/demo/mapping.toml");
+    let m = mapping.to_str().unwrap();
+    w.expect(
+        &[
+            "run",
+            m,
+            "--out",
+            "out",
+            "--format",
+            "none",
+            "-q",
+            "--max-rejects",
+            "10",
+            "--target",
+            "postgres,mysql,sqlite",
+        ],
+        0,
+    );
+    assert!(!w.path("out/contact.csv").exists() && !w.path("out/account.csv").exists());
+    let manifest: serde_json::Value = serde_json::from_str(&w.read("out/manifest.json")).unwrap();
+    for e in manifest["entities"].as_array().unwrap() {
+        assert_eq!(e["output"], "", "{e}");
+        assert!(e["written"].as_u64().unwrap() > 0);
+    }
+    w.expect(&["verify", "out"], 0);
+    let o = w.expect(&["convert", m, "--to", "none", "-o", "x"], 2);
+    assert!(stderr(&o).contains("none"), "{}", stderr(&o));
+    for kind in KINDS {
+        let Some(db) = Db::new(kind, "none", w.dir.path()) else {
+            continue;
+        };
+        let o = db.load(&w.path("out"));
+        assert!(ok(&o), "{kind:?}: {}", stderr(&o));
+        for entity in ["account", "contact"] {
+            assert!(
+                db.digest_matches(&w, &mapping, entity, &w.path("out")),
+                "{kind:?} {entity}"
+            );
+        }
+    }
+}

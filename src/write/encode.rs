@@ -112,6 +112,7 @@ pub fn encode_row_as(
         OutputFormat::Parquet | OutputFormat::Arrow => {
             crate::write::columnar::encode_row(&plan.fields, cells, text, out)
         }
+        OutputFormat::None => {}
     }
 }
 
@@ -167,7 +168,7 @@ pub fn header_as(format: OutputFormat, plan: &EntityPlan) -> Vec<u8> {
             out.push(b'\n');
         }
         OutputFormat::Json => out.extend_from_slice(b"["),
-        OutputFormat::Jsonl | OutputFormat::Parquet | OutputFormat::Arrow => {}
+        OutputFormat::Jsonl | OutputFormat::Parquet | OutputFormat::Arrow | OutputFormat::None => {}
         OutputFormat::Xml => {
             out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
             if let Some(x) = &plan.xml {
