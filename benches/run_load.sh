@@ -2,7 +2,8 @@
 # End-to-end load benchmark: 1M contacts from the export (bench-data/Contact.csv) to a loaded PostgreSQL
 # table, three ways, in one go on this machine:
 #   crm-etl      `crm-etl run --target postgres --ddl recreate` (typed, checked, with its primary key)
-#                then `psql -f load/postgres/load.sql` (binary COPY in one transaction)
+#                then `psql -f load/postgres/load.sql` (binary COPY in one transaction); and the same
+#                with `--format none` (only the load files, no typed CSV beside them)
 #   pgloader     pgloader on the raw CSV into a table with the same column types and primary key
 #   insert-loop  one INSERT statement per row in autocommit, as a hand-written loader does, on a
 #                10,000-row sample, scaled to the full count
@@ -36,6 +37,9 @@ rm -rf "$tmp/e2e"
 cd "$tmp/e2e" && psql -X -q -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -d $db -f load/postgres/load.sql >/dev/null
 SH
 
+# The same, writing only the load files (`--format none`: no typed CSV beside them).
+sed 's#--target postgres --ddl recreate#--target postgres --ddl recreate --format none#; s#/e2e#/e2e-none#g' "$tmp/crm-etl.sh" > "$tmp/crm-etl-none.sh"
+
 # pgloader: the raw file into the same types and key as crm-etl's table (PostgreSQL parses the raw
 # values; this export's dates, booleans and timestamps are all in forms it reads). pgloader folds
 # column names to lower case.
@@ -67,6 +71,7 @@ head -n "$sample" "$tmp/sample/load/sqlite/contact.sql" | sed 's/^INSERT INTO "c
 
 {
   RUNS=${RUNS:-3} measure crm-etl bash "$tmp/crm-etl.sh"
+  RUNS=${RUNS:-3} measure crm-etl-format-none bash "$tmp/crm-etl-none.sh"
   RUNS=1 measure pgloader pgloader --quiet "$tmp/pgloader.load"
   pg -d "$db" -f "$tmp/loop-schema.sql" >/dev/null
   RUNS=1 measure insert-loop-sample psql -X -q -h 127.0.0.1 -U postgres -d "$db" -f "$tmp/loop.sql"
