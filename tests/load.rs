@@ -102,47 +102,32 @@ impl Db {
 
     /// Runs `load/<dialect>/load.sql` from the output folder `out`, as the README says.
     fn load(&self, out: &Path) -> Output {
-        let mut c = match self.kind {
-            Kind::Postgres => {
-                let mut c = psql(&self.name);
-                c.args(["-v", "ON_ERROR_STOP=1", "-f", "load/postgres/load.sql"]);
-                c
-            }
-            Kind::Mysql => {
-                let mut c = mariadb();
-                c.args(["--local-infile=1", &self.name]);
-                c.stdin(std::fs::File::open(out.join("load/mysql/load.sql")).unwrap());
-                c
-            }
-            Kind::Sqlite => {
-                let mut c = exe("sqlite3");
-                c.arg(&self.file);
-                c.stdin(std::fs::File::open(out.join("load/sqlite/load.sql")).unwrap());
-                c
-            }
-        };
-        c.current_dir(out).output().unwrap()
+        self.run_script(out, &format!("load/{}/load.sql", self.dialect()))
     }
 
     /// Runs an incremental run's `changes/load/<dialect>/apply.sql` from its output folder `out`.
     fn apply_changes(&self, out: &Path) -> Output {
-        let script = format!("changes/load/{}/apply.sql", self.dialect());
+        self.run_script(out, &format!("changes/load/{}/apply.sql", self.dialect()))
+    }
+
+    /// Runs the script at `script` (relative to `out`) with the database's own client, from `out`.
+    fn run_script(&self, out: &Path, script: &str) -> Output {
         let mut c = match self.kind {
             Kind::Postgres => {
                 let mut c = psql(&self.name);
-                c.args(["-v", "ON_ERROR_STOP=1", "-f", &script]);
+                c.args(["-v", "ON_ERROR_STOP=1", "-f", script]);
                 c
             }
             Kind::Mysql => {
                 let mut c = mariadb();
                 c.args(["--local-infile=1", &self.name]);
-                c.stdin(std::fs::File::open(out.join(&script)).unwrap());
+                c.stdin(std::fs::File::open(out.join(script)).unwrap());
                 c
             }
             Kind::Sqlite => {
                 let mut c = exe("sqlite3");
                 c.arg(&self.file);
-                c.stdin(std::fs::File::open(out.join(&script)).unwrap());
+                c.stdin(std::fs::File::open(out.join(script)).unwrap());
                 c
             }
         };
