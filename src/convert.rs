@@ -109,6 +109,7 @@ pub fn open_flat(opts: &ConvertOptions) -> Result<FlatInput, FatalError> {
         opts.encoding,
         &kind,
         opts.max_record_bytes,
+        false,
     )?;
     let (header, extract) = match from {
         InputFormat::Csv => {
@@ -154,6 +155,41 @@ fn bad_record(display: &str, m: &RecordMeta, message: String) -> FatalError {
     }
 }
 
+/// Checks that CSV record `m` is well formed, has `width` fields and is valid UTF-8; its fields can
+/// then be read with [`csv_text`].
+pub fn check_csv_record(
+    width: usize,
+    display: &str,
+    batch: &Batch,
+    m: &RecordMeta,
+) -> Result<(), FatalError> {
+    if let Some(msg) = &m.malformed {
+        return Err(bad_record(display, m, msg.clone()));
+    }
+    if m.n_fields != width {
+        return Err(bad_record(
+            display,
+            m,
+            format!("expected {width} fields, found {}", m.n_fields),
+        ));
+    }
+    // One check of the raw record covers its fields (see `map::gather_csv`).
+    if simdutf8::basic::from_utf8(batch.raw(m)).is_err() {
+        let e = std::str::from_utf8(batch.raw(m)).expect_err("simdutf8 found it invalid");
+        return Err(bad_record(display, m, format!("invalid UTF-8: {e}")));
+    }
+    Ok(())
+}
+
+/// Field `i` of a CSV record that passed [`check_csv_record`], as text.
+pub fn csv_text<'a>(batch: &'a Batch, m: &RecordMeta, i: usize) -> &'a str {
+    let b = batch.field(m, i);
+    debug_assert!(std::str::from_utf8(b).is_ok());
+    // SAFETY: a field's bytes are the raw record's (checked valid by `check_csv_record`) less some
+    // ASCII bytes, and so valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
 /// Fills `vals` with record `m`'s values (None: null or missing), one per column (`width`).
 pub fn record_values<'a>(
     extract: &Extract,
@@ -167,25 +203,9 @@ pub fn record_values<'a>(
     vals.clear();
     match extract {
         Extract::Csv => {
-            if let Some(msg) = &m.malformed {
-                return Err(bad_record(display, m, msg.clone()));
-            }
-            if m.n_fields != width {
-                return Err(bad_record(
-                    display,
-                    m,
-                    format!("expected {width} fields, found {}", m.n_fields),
-                ));
-            }
-            // One check of the raw record covers its fields (see `map::gather_csv`).
-            std::str::from_utf8(batch.raw(m))
-                .map_err(|e| bad_record(display, m, format!("invalid UTF-8: {e}")))?;
+            check_csv_record(width, display, batch, m)?;
             for i in 0..width {
-                let b = batch.field(m, i);
-                debug_assert!(std::str::from_utf8(b).is_ok());
-                // SAFETY: a field's bytes are the raw record's (checked just above) less some
-                // ASCII bytes, and so valid UTF-8.
-                vals.push(Some(unsafe { std::str::from_utf8_unchecked(b) }));
+                vals.push(Some(csv_text(batch, m, i)));
             }
         }
         extract @ (Extract::Json(_) | Extract::Xml(_)) => {

@@ -1,15 +1,19 @@
 //! `crm-etl diff OLD NEW --key COL`: what changed between two exports of one shape (CSV, JSON Lines,
 //! JSON, XML), as inserted, updated (with the changed columns) and deleted records.
 //!
-//! Streaming, in memory proportional to the keys: the old file is read once to keep, per key, a
-//! 128-bit hash of its row; the new file is read against that (inserts are written as they come,
-//! updated rows are kept until the old file's second pass, which writes deletes and updates in the old
-//! file's order). Only the updated rows' new values are held, besides the key table.
+//! Streaming, in memory proportional to the keys. Pass 1 reads both files at the same time, each on its
+//! own reader thread, into a key table: per record, in file order, the 128-bit hashes of its key and of
+//! its row, its record number and where it is in the file. Joining the two tables says what was
+//! inserted, updated and deleted. Pass 2 then reads only those records again (picked out of each file
+//! by their offsets, or the whole file where offsets do not apply) and writes inserts in the new file's
+//! order, deletes and updates in the old file's. Only the updated rows' new values are held, besides
+//! the key tables.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::convert::{each_batch, open_flat, record_values, ConvertOptions};
+use crate::convert::{
+    check_csv_record, csv_text, each_batch, open_flat, record_values, ConvertOptions,
+};
 use crate::error::{FatalError, Position};
 use crate::read::csv::{Batch, RecordMeta};
 use crate::write::encode::{csv_field, json_string};
@@ -41,7 +45,12 @@ pub struct DiffCounts {
     pub unchanged: u64,
 }
 
-/// The maps' keys are already 128-bit hashes: their low bits serve as the table hash.
+/// The key hash's low bits, as a table hash: it is already a 128-bit hash.
+fn low(k: u128) -> u64 {
+    k as u64
+}
+
+/// A map from key hash to updated values; its keys are already hashes.
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -55,30 +64,85 @@ impl std::hash::Hasher for KeyHasher {
         }
     }
     fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+        self.0 = low(n);
     }
 }
 
-type KeyMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyHasher>>;
+type KeyMap<V> = std::collections::HashMap<u128, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
-/// A key's old row: its hash, its record number (for messages), and what the new file said.
-struct Seen {
-    row: u128,
+/// One record of a key table. Hashes are kept as word pairs so that a record takes 56 bytes, not 64.
+struct Rec {
+    key: [u64; 2],
+    row: [u64; 2],
     number: u64,
-    /// Where the record is in the old file, and its length (CSV; see `pick_old_rows`).
+    /// Where the record is in the file, and its length (CSV; see `pick_rows`).
     at: u64,
     len: u32,
-    /// Its record number in the new file, once seen there.
-    new_number: u64,
     state: State,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Not (yet) in the new file: a delete.
+    /// In the old file and not in the new one: a delete.
     Absent,
+    /// In the new file and not in the old one.
+    Inserted,
     Same,
     Updated,
+}
+
+fn words(k: u128) -> [u64; 2] {
+    [k as u64, (k >> 64) as u64]
+}
+
+fn joined(w: [u64; 2]) -> u128 {
+    u128::from(w[0]) | (u128::from(w[1]) << 64)
+}
+
+/// One file's records by key: in file order, with an index from key hash to position (4 bytes a slot).
+#[derive(Default)]
+struct KeyTable {
+    recs: Vec<Rec>,
+    index: hashbrown::HashTable<u32>,
+    /// Offset of the first record (the end of the header), for `pick_rows`.
+    first_at: Option<u64>,
+}
+
+impl KeyTable {
+    fn find(&self, k: u128) -> Option<usize> {
+        let w = words(k);
+        self.index
+            .find(low(k), |&i| self.recs[i as usize].key == w)
+            .map(|&i| i as usize)
+    }
+
+    /// Adds a record; Err(number of the earlier record) when its key was seen before. One probe of the
+    /// index (a lookup and then an insert cost a tenth of the whole diff in cache misses).
+    fn push(&mut self, k: u128, row: u128, m: &RecordMeta) -> Result<(), u64> {
+        let w = words(k);
+        // `key_table` stops before the index would overflow.
+        let i = self.recs.len() as u32;
+        let recs = &self.recs;
+        match self.index.entry(
+            low(k),
+            |&j| recs[j as usize].key == w,
+            |&j| recs[j as usize].key[0],
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => return Err(recs[*e.get() as usize].number),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(i);
+            }
+        }
+        self.recs.push(Rec {
+            key: w,
+            row: words(row),
+            number: m.number,
+            at: m.byte,
+            len: (m.raw_end - m.raw_start) as u32,
+            state: State::Absent,
+        });
+        Ok(())
+    }
 }
 
 /// The hash of a row's (or a key's) values, null and empty apart. The values are laid out in `buf`
@@ -99,7 +163,20 @@ fn hash_values<'a>(values: impl Iterator<Item = Option<&'a str>>, buf: &mut Vec<
     xxhash_rust::xxh3::xxh3_128(buf)
 }
 
-/// Per record of `batch`: the hash of its key and (with `rows`) of all its values, computed on the
+/// How row hashes are computed; both files of a diff use the same way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowHash {
+    /// Not needed (pass 3 looks records up by key only).
+    None,
+    /// Through the record's values, for any format.
+    Values,
+    /// CSV read without trimming: a record's unescaped field bytes lie one after another in the batch,
+    /// so its hash is one hash of them, seeded with the fields' lengths, and nothing is copied. (With
+    /// trimming, the trimmed blanks lie between them.)
+    CsvFields,
+}
+
+/// Per record of `batch`: the hash of its key and of its row (0 with `RowHash::None`), computed on the
 /// thread pool in slices of the batch, while the reader thread splits the next one.
 fn batch_hashes(
     extract: &crate::plan::Extract,
@@ -107,7 +184,7 @@ fn batch_hashes(
     display: &str,
     batch: &Batch,
     key: &[usize],
-    rows: bool,
+    rows: RowHash,
 ) -> Result<Vec<(u128, u128)>, FatalError> {
     use rayon::prelude::*;
     let parts: Vec<Result<Vec<(u128, u128)>, FatalError>> = batch
@@ -118,10 +195,24 @@ fn batch_hashes(
             let mut buf = Vec::new();
             let mut out = Vec::with_capacity(recs.len());
             for m in recs {
+                if rows == RowHash::CsvFields {
+                    check_csv_record(width, display, batch, m)?;
+                    // The key's hash as `hash_values` computes it, so that it matches the other ways.
+                    let k = hash_values(key.iter().map(|&i| Some(csv_text(batch, m, i))), &mut buf);
+                    buf.clear();
+                    for i in 0..width {
+                        let (s, e) = batch.spans[m.first + i];
+                        buf.extend_from_slice(&((e - s) as u64).to_le_bytes());
+                    }
+                    let seed = xxhash_rust::xxh3::xxh3_64(&buf);
+                    let r = xxhash_rust::xxh3::xxh3_128_with_seed(batch.record_data(m), seed);
+                    out.push((k, r));
+                    continue;
+                }
                 let mut vals = Vec::with_capacity(width);
                 record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
                 let k = hash_values(key.iter().map(|&i| vals[i]), &mut buf);
-                let r = if rows {
+                let r = if rows == RowHash::Values {
                     hash_values(vals.iter().copied(), &mut buf)
                 } else {
                     0
@@ -138,33 +229,35 @@ fn batch_hashes(
     Ok(all)
 }
 
-/// Copies the old CSV's header and the records that pass 3 needs (deleted and updated keys), in file
-/// order, into a scratch file beside the outputs, and checks that it reads back as exactly those keys.
-/// None when it does not (a transcoded or otherwise shifted file, whose record positions are not file
-/// offsets): pass 3 then reads the whole old file. A diff with few changes reads a few megabytes
-/// instead of the old file a second time.
-fn pick_old_rows(
-    old: &ConvertOptions,
+/// Copies a CSV's header and the records of `table` whose state `want` accepts, in file order, into a
+/// scratch file beside the outputs, and checks that it reads back as exactly those keys. None when it
+/// does not (a transcoded or otherwise shifted file, whose record positions are not file offsets): pass 2
+/// then reads the whole file. A diff with few changes reads a few megabytes instead of each file again.
+fn pick_rows(
+    opts: &ConvertOptions,
     out: &Path,
-    seen: &KeyMap<Seen>,
-    first_at: u64,
+    table: &KeyTable,
+    want: impl Fn(State) -> bool,
     key: &[usize],
 ) -> Result<Option<PathBuf>, FatalError> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut want: Vec<(u64, u32, u128)> = seen
-        .iter()
-        .filter(|(_, s)| matches!(s.state, State::Absent | State::Updated))
-        .map(|(k, s)| (s.at, s.len, *k))
-        .collect();
-    want.sort_unstable();
-    let src = Path::new(&old.input);
-    let mut f = std::fs::File::open(src).map_err(|e| FatalError::io(src, e))?;
-    let path = out.join(format!(".diff-old-rows.tmp-{}", std::process::id()));
+    let Some(first_at) = table.first_at else {
+        return Ok(None);
+    };
+    let wanted: Vec<&Rec> = table.recs.iter().filter(|r| want(r.state)).collect();
+    let src = Path::new(&opts.input);
+    let Ok(mut f) = std::fs::File::open(src) else {
+        return Ok(None);
+    };
+    static SCRATCH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = out.join(format!(".diff-rows.tmp-{}-{n}", std::process::id()));
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(&path).map_err(|e| FatalError::io(&path, e))?,
     );
+    let mut buf = Vec::new();
     let mut copy = |at: u64, len: u64, newline: bool| -> std::io::Result<()> {
-        let mut buf = vec![0u8; len as usize];
+        buf.resize(len as usize, 0);
         f.seek(SeekFrom::Start(at))?;
         f.read_exact(&mut buf)?;
         w.write_all(&buf)?;
@@ -175,8 +268,9 @@ fn pick_old_rows(
     };
     let copied = copy(0, first_at, false)
         .and_then(|()| {
-            want.iter()
-                .try_for_each(|&(at, len, _)| copy(at, u64::from(len), true))
+            wanted
+                .iter()
+                .try_for_each(|r| copy(r.at, u64::from(r.len), true))
         })
         .and_then(|()| w.flush());
     drop(w);
@@ -188,26 +282,90 @@ fn pick_old_rows(
     let opts = ConvertOptions {
         input: path.display().to_string(),
         progress: crate::progress::Mode::Off,
-        ..old.clone()
+        ..opts.clone()
     };
-    let mut got = Vec::with_capacity(want.len());
+    let mut got = Vec::with_capacity(wanted.len());
     let checked = open_flat(&opts).and_then(|mut input| {
         let (extract, width) = (&input.extract, input.header.len());
         let display = opts.input.clone();
         each_batch(&mut input.opened, input.progress, &display, |batch| {
-            for (k, _) in batch_hashes(extract, width, &display, batch, key, false)? {
-                got.push(k);
+            for (k, _) in batch_hashes(extract, width, &display, batch, key, RowHash::None)? {
+                got.push(words(k));
             }
             Ok(())
         })
     });
-    let same =
-        checked.is_ok() && got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| *g == w.2);
+    let same = checked.is_ok()
+        && got.len() == wanted.len()
+        && got.iter().zip(&wanted).all(|(g, w)| *g == w.key);
     if !same {
         let _ = std::fs::remove_file(&path);
         return Ok(None);
     }
     Ok(Some(path))
+}
+
+/// Pass 1 over one file: its key table.
+fn key_table(
+    input: &mut crate::convert::FlatInput,
+    display: &str,
+    key: &[usize],
+    rows: RowHash,
+) -> Result<KeyTable, FatalError> {
+    let mut table = KeyTable::default();
+    let size = std::fs::metadata(display).map_or(0, |m| m.len());
+    let (extract, width) = (&input.extract, input.header.len());
+    each_batch(&mut input.opened, input.progress, display, |batch| {
+        let hashes = batch_hashes(extract, width, display, batch, key, rows)?;
+        if table.first_at.is_none() {
+            table.first_at = batch.records.first().map(|m| m.byte);
+            // Room for the whole file at this batch's record size, so that the table is not copied
+            // as it grows.
+            let per = batch.raw.len().max(1) / batch.records.len().max(1);
+            let guess = (size as usize / per.max(1)).saturating_mul(21) / 20;
+            table.recs.reserve(guess.min(1 << 28));
+            table.index.reserve(guess.min(1 << 28), |_| 0);
+        }
+        for (m, (k, row)) in batch.records.iter().zip(hashes) {
+            if table.recs.len() >= u32::MAX as usize {
+                return Err(FatalError::Usage(format!(
+                    "diff: {display} has more than {} records",
+                    u32::MAX
+                )));
+            }
+            if let Err(first) = table.push(k, row, m) {
+                return Err(dup(display, m, first));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(table)
+}
+
+fn dup(display: &str, m: &RecordMeta, first: u64) -> FatalError {
+    FatalError::BadRecord {
+        pos: Position {
+            file: display.to_string(),
+            record: m.number,
+            line: m.line,
+            byte: m.byte,
+        },
+        message: format!("the key repeats the key of record {first}; a diff needs unique keys"),
+    }
+}
+
+/// Opens the records that pass 2 reads from one file: the picked ones, else the whole file.
+fn reopen(
+    opts: &ConvertOptions,
+    picked: &Option<PathBuf>,
+) -> Result<crate::convert::FlatInput, FatalError> {
+    match picked {
+        Some(p) => open_flat(&ConvertOptions {
+            input: p.display().to_string(),
+            ..opts.clone()
+        }),
+        None => open_flat(opts),
+    }
 }
 
 /// One change file.
@@ -306,7 +464,12 @@ impl ChangeWriter {
 /// Runs a diff; the change files are written only when both inputs were read to the end.
 pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
     let mut old = open_flat(&opts.old)?;
-    let mut new = open_flat(&opts.new)?;
+    // Both files are read at once; only the old one shows progress, so that two bars do not fight
+    // over the terminal.
+    let mut new = open_flat(&ConvertOptions {
+        progress: crate::progress::Mode::Off,
+        ..opts.new.clone()
+    })?;
     if old.header != new.header {
         return Err(FatalError::Usage(format!(
             "diff: the files differ in shape: {} has columns {:?}, {} has {:?}",
@@ -329,138 +492,135 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
         return Err(FatalError::Usage("diff: give --key".into()));
     }
     let columns = old.header.clone();
-    let dup = |display: &str, m: &RecordMeta, first: u64| FatalError::BadRecord {
-        pos: Position {
-            file: display.to_string(),
-            record: m.number,
-            line: m.line,
-            byte: m.byte,
-        },
-        message: format!("the key repeats the key of record {first}; a diff needs unique keys"),
+    let csv_untrimmed = |o: &ConvertOptions, f: crate::spec::InputFormat| {
+        f == crate::spec::InputFormat::Csv && !o.dialect.trim
+    };
+    let rows = if csv_untrimmed(&opts.old, old.from) && csv_untrimmed(&opts.new, new.from) {
+        RowHash::CsvFields
+    } else {
+        RowHash::Values
     };
 
-    // Pass 1: the old rows' hashes by key.
-    let mut seen: KeyMap<Seen> = KeyMap::default();
-    let display = opts.old.input.as_str();
-    let (extract, width) = (&old.extract, old.header.len());
-    let mut first_at = None;
-    each_batch(&mut old.opened, old.progress, display, |batch| {
-        let hashes = batch_hashes(extract, width, display, batch, &key, true)?;
-        if first_at.is_none() {
-            first_at = batch.records.first().map(|m| m.byte);
-        }
-        for (m, (k, row)) in batch.records.iter().zip(hashes) {
-            if let Some(s) = seen.get(&k) {
-                return Err(dup(display, m, s.number));
+    // Pass 1: both key tables, each file on its own reader thread.
+    let (old_t, new_t) = std::thread::scope(|scope| {
+        let (new, key) = (&mut new, &key);
+        let other = scope.spawn(move || key_table(new, &opts.new.input, key, rows));
+        let mine = key_table(&mut old, &opts.old.input, &key, rows);
+        (
+            mine,
+            other
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+        )
+    });
+    let (mut old_t, mut new_t) = (old_t?, new_t?);
+
+    // The join.
+    let mut counts = DiffCounts::default();
+    for n in &mut new_t.recs {
+        n.state = match old_t.find(joined(n.key)) {
+            None => {
+                counts.inserted += 1;
+                State::Inserted
             }
-            seen.insert(
-                k,
-                Seen {
-                    row,
-                    number: m.number,
-                    at: m.byte,
-                    len: (m.raw_end - m.raw_start) as u32,
-                    new_number: 0,
-                    state: State::Absent,
-                },
-            );
-        }
-        Ok(())
-    })?;
+            Some(j) => {
+                let same = old_t.recs[j].row == n.row;
+                let state = if same { State::Same } else { State::Updated };
+                old_t.recs[j].state = state;
+                if same {
+                    counts.unchanged += 1;
+                } else {
+                    counts.updated += 1;
+                }
+                state
+            }
+        };
+    }
+    counts.deleted = old_t
+        .recs
+        .iter()
+        .filter(|r| r.state == State::Absent)
+        .count() as u64;
 
     std::fs::create_dir_all(&opts.out).map_err(|e| FatalError::io(&opts.out, e))?;
     let mut inserts = ChangeWriter::new(&opts.out, "insert", opts.format, &columns, false)?;
-    let mut counts = DiffCounts::default();
-    // Pass 2: the new file against them. Updated rows' new values wait for pass 3.
-    let mut updated: KeyMap<Vec<Option<String>>> = KeyMap::default();
-    let mut new_keys: KeyMap<u64> = KeyMap::default();
-    let display = opts.new.input.as_str();
-    let (extract, width) = (&new.extract, new.header.len());
-    let mut ext = crate::read::json::Extracted::default();
-    each_batch(&mut new.opened, new.progress, display, |batch| {
-        let hashes = batch_hashes(extract, width, display, batch, &key, true)?;
-        for (m, (k, row)) in batch.records.iter().zip(hashes) {
-            let mut vals = Vec::new();
-            match seen.get_mut(&k) {
-                Some(s) if s.state != State::Absent => {
-                    return Err(dup(display, m, s.new_number));
-                }
-                Some(s) => {
-                    s.new_number = m.number;
-                    if s.row == row {
-                        s.state = State::Same;
-                        counts.unchanged += 1;
-                    } else {
-                        s.state = State::Updated;
+    let mut updates = ChangeWriter::new(&opts.out, "update", opts.format, &columns, true)?;
+    let mut deletes = ChangeWriter::new(&opts.out, "delete", opts.format, &columns, false)?;
+    let csv = |o: &crate::convert::FlatInput| o.from == crate::spec::InputFormat::Csv;
+    let changed = |s: State| matches!(s, State::Inserted | State::Updated | State::Absent);
+    let pick = |o: &ConvertOptions, f: &crate::convert::FlatInput, t: &KeyTable| {
+        if csv(f) {
+            pick_rows(o, &opts.out, t, changed, &key)
+        } else {
+            Ok(None)
+        }
+    };
+    let picked_new = pick(&opts.new, &new, &new_t)?;
+    let picked_old = pick(&opts.old, &old, &old_t)?;
+    let result = (|| {
+        // Pass 2, new file: inserts in its order; updated rows' new values wait for the old file.
+        let mut updated: KeyMap<Vec<Option<String>>> = KeyMap::default();
+        let mut ext = crate::read::json::Extracted::default();
+        let mut input = reopen(&opts.new, &picked_new)?;
+        let display = opts.new.input.as_str();
+        let (extract, width) = (&input.extract, input.header.len());
+        each_batch(&mut input.opened, input.progress, display, |batch| {
+            let hashes = batch_hashes(extract, width, display, batch, &key, RowHash::None)?;
+            for (m, (k, _)) in batch.records.iter().zip(hashes) {
+                let mut vals = Vec::new();
+                match new_t.find(k).map(|i| new_t.recs[i].state) {
+                    Some(State::Inserted) => {
+                        record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
+                        inserts.row(&vals, None)?;
+                    }
+                    Some(State::Updated) => {
                         record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
                         updated.insert(k, vals.iter().map(|x| x.map(str::to_string)).collect());
                     }
-                }
-                None => {
-                    if let Some(first) = new_keys.insert(k, m.number) {
-                        return Err(dup(display, m, first));
-                    }
-                    counts.inserted += 1;
-                    record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
-                    inserts.row(&vals, None)?;
+                    _ => {}
                 }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
 
-    // Pass 3: the old file again, for deletes and the updates' changed columns, in its order: only
-    // the records needed, when they can be picked out of it, else all of it.
-    let picked = match (old.from, first_at) {
-        (crate::spec::InputFormat::Csv, Some(first)) => {
-            pick_old_rows(&opts.old, &opts.out, &seen, first, &key)?
-        }
-        _ => None,
-    };
-    let mut old = match &picked {
-        Some(p) => open_flat(&ConvertOptions {
-            input: p.display().to_string(),
-            ..opts.old.clone()
-        })?,
-        None => open_flat(&opts.old)?,
-    };
-    let mut updates = ChangeWriter::new(&opts.out, "update", opts.format, &columns, true)?;
-    let mut deletes = ChangeWriter::new(&opts.out, "delete", opts.format, &columns, false)?;
-    let display = opts.old.input.as_str();
-    let (extract, width) = (&old.extract, old.header.len());
-    each_batch(&mut old.opened, old.progress, display, |batch| {
-        let hashes = batch_hashes(extract, width, display, batch, &key, false)?;
-        for (m, (k, _)) in batch.records.iter().zip(hashes) {
-            let mut v = Vec::new();
-            match seen.get(&k).map(|s| s.state) {
-                Some(State::Absent) => {
-                    counts.deleted += 1;
-                    record_values(extract, width, display, batch, m, &mut ext, &mut v)?;
-                    deletes.row(&v, None)?;
+        // Pass 2, old file: deletes, and updates with their changed columns, in its order.
+        let mut input = reopen(&opts.old, &picked_old)?;
+        let display = opts.old.input.as_str();
+        let (extract, width) = (&input.extract, input.header.len());
+        each_batch(&mut input.opened, input.progress, display, |batch| {
+            let hashes = batch_hashes(extract, width, display, batch, &key, RowHash::None)?;
+            for (m, (k, _)) in batch.records.iter().zip(hashes) {
+                let mut v = Vec::new();
+                match old_t.find(k).map(|i| old_t.recs[i].state) {
+                    Some(State::Absent) => {
+                        record_values(extract, width, display, batch, m, &mut ext, &mut v)?;
+                        deletes.row(&v, None)?;
+                    }
+                    Some(State::Updated) => {
+                        let Some(nv) = updated.get(&k) else {
+                            continue;
+                        };
+                        record_values(extract, width, display, batch, m, &mut ext, &mut v)?;
+                        let changed: Vec<&str> = columns
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| nv[*i].as_deref() != v[*i])
+                            .map(|(_, c)| c.as_str())
+                            .collect();
+                        let new_values: Vec<Option<&str>> =
+                            nv.iter().map(|x| x.as_deref()).collect();
+                        updates.row(&new_values, Some(&changed))?;
+                    }
+                    _ => {}
                 }
-                Some(State::Updated) => {
-                    let Some(nv) = updated.get(&k) else {
-                        continue;
-                    };
-                    counts.updated += 1;
-                    record_values(extract, width, display, batch, m, &mut ext, &mut v)?;
-                    let changed: Vec<&str> = columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| nv[*i].as_deref() != v[*i])
-                        .map(|(_, c)| c.as_str())
-                        .collect();
-                    let new_values: Vec<Option<&str>> = nv.iter().map(|x| x.as_deref()).collect();
-                    updates.row(&new_values, Some(&changed))?;
-                }
-                _ => {}
             }
-        }
-        Ok(())
-    })?;
-    if let Some(p) = &picked {
+            Ok(())
+        })
+    })();
+    for p in [&picked_new, &picked_old].into_iter().flatten() {
         let _ = std::fs::remove_file(p);
     }
+    result?;
     inserts.file.finish()?;
     updates.file.finish()?;
     deletes.file.finish()?;

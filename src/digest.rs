@@ -338,6 +338,7 @@ pub fn digest_export(
         source.encoding,
         &kind,
         source.max_record_bytes,
+        false,
     )?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -27,6 +27,7 @@ pub mod report;
 pub mod run;
 pub mod since;
 pub mod spec;
+pub mod swar;
 pub mod target;
 pub mod types;
 pub mod write;

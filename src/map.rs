@@ -689,7 +689,8 @@ fn gather_csv<'b>(
     // One UTF-8 check of the raw record covers every field: the bytes between fields (delimiters,
     // quotes) are ASCII and no multi-byte sequence contains an ASCII byte, so the raw record is valid
     // exactly when every field is. Only a bad record pays for finding the field at fault.
-    let raw_ok = std::str::from_utf8(batch.raw(m)).is_ok();
+    // simdutf8: several times faster than the standard check on accented and CJK text.
+    let raw_ok = simdutf8::basic::from_utf8(batch.raw(m)).is_ok();
     for i in 0..m.n_fields.min(width) {
         let bytes = batch.field(m, i);
         if raw_ok {

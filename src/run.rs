@@ -353,6 +353,7 @@ fn run_entity(
             source.encoding,
             &kind,
             source.max_record_bytes,
+            true,
         )?;
         let header = if kind.has_header() {
             opened.header.clone()
@@ -449,7 +450,7 @@ fn run_entity(
         // Sequence keys continue over the source's files (a nested entity has none: `state.read`
         // counts its children there).
         records_before = state.read;
-        let (bytes, blake3) = opened.hash.result();
+        let (bytes, blake3) = opened.hash.result().expect("run inputs are hashed");
         if !inputs.iter().any(|x: &InputEntry| x.path == display) {
             inputs.push(InputEntry {
                 path: display,
@@ -1301,6 +1302,7 @@ pub fn check(mapping: &Path) -> Result<Vec<String>, FatalError> {
                         source.encoding,
                         &kind,
                         source.max_record_bytes,
+                        false,
                     );
                     match opened {
                         Ok(o) if kind.has_header() => {

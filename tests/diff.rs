@@ -184,6 +184,16 @@ fn random_snapshot_pairs_give_exactly_the_model_changes() {
         "{}",
         stderr(&o)
     );
+    // The new file's keys are checked too (both files are read at the same time).
+    let o = w.expect(
+        &["diff", "old0.csv", "dup.csv", "--key", "Id", "--out", "x"],
+        2,
+    );
+    assert!(
+        stderr(&o).contains("dup.csv: record 2 (line 3, byte 18): the key repeats the key of record 1"),
+        "{}",
+        stderr(&o)
+    );
     let o = w.expect(
         &["diff", "old0.csv", "other.csv", "--key", "Id", "--out", "x"],
         2,

@@ -102,6 +102,8 @@ enum Parsed {
         len: usize,
         content: usize,
         malformed: Option<String>,
+        /// Line feeds in the record's `len` bytes (inside quoted fields, and its line end).
+        newlines: u64,
     },
     NeedMore,
     Unterminated {
@@ -260,6 +262,7 @@ impl<R: Read> CsvReader<R> {
                     len,
                     content,
                     malformed,
+                    newlines,
                 } => {
                     if content > self.d.max_record {
                         return Err(self.too_long());
@@ -278,8 +281,7 @@ impl<R: Read> CsvReader<R> {
                         byte: self.base + self.pos as u64,
                         malformed,
                     });
-                    self.line += memchr::memchr_iter(b'\n', &self.buf[self.pos..self.pos + len])
-                        .count() as u64;
+                    self.line += newlines;
                     // A lone CR ends a line too.
                     if len > content && self.buf[self.pos + content] == b'\r' && len == content + 1
                     {
@@ -319,6 +321,8 @@ impl<R: Read> CsvReader<R> {
         let eof = self.eof;
         let mut i = 0;
         let mut malformed = None;
+        // Only quoted fields can hold line feeds; counting them here spares a pass over every record.
+        let mut newlines = 0u64;
         let first_span = batch.spans.len();
         loop {
             let start = batch.data.len();
@@ -349,6 +353,7 @@ impl<R: Read> CsvReader<R> {
                     };
                     let j = i + j;
                     batch.data.extend_from_slice(&s[i..j]);
+                    newlines += memchr::memchr_iter(b'\n', &s[i..j]).count() as u64;
                     if Some(s[j]) == self.d.escape && s[j] != q {
                         if j + 1 >= n {
                             if eof {
@@ -357,6 +362,7 @@ impl<R: Read> CsvReader<R> {
                             return Parsed::NeedMore;
                         }
                         batch.data.push(s[j + 1]);
+                        newlines += u64::from(s[j + 1] == b'\n');
                         i = j + 2;
                         continue;
                     }
@@ -392,9 +398,7 @@ impl<R: Read> CsvReader<R> {
                 }
             } else {
                 let from = i;
-                while i < n && !self.stops[usize::from(s[i])] {
-                    i += 1;
-                }
+                i = crate::swar::find3(s, i, self.d.delimiter, b'\n', b'\r');
                 batch.data.extend_from_slice(&s[from..i]);
             }
             if i == n && !eof {
@@ -416,6 +420,7 @@ impl<R: Read> CsvReader<R> {
                     len: n,
                     content: n,
                     malformed,
+                    newlines,
                 };
             }
             match s[i] {
@@ -424,21 +429,19 @@ impl<R: Read> CsvReader<R> {
                         len: i + 1,
                         content: i,
                         malformed,
+                        newlines: newlines + 1,
                     }
                 }
                 b'\r' => {
                     if i + 1 == n && !eof {
                         return Parsed::NeedMore;
                     }
-                    let len = if s.get(i + 1) == Some(&b'\n') {
-                        i + 2
-                    } else {
-                        i + 1
-                    };
+                    let crlf = s.get(i + 1) == Some(&b'\n');
                     return Parsed::Done {
-                        len,
+                        len: i + 1 + usize::from(crlf),
                         content: i,
                         malformed,
+                        newlines: newlines + u64::from(crlf),
                     };
                 }
                 _ => {
@@ -453,6 +456,7 @@ impl<R: Read> CsvReader<R> {
                             len: n,
                             content: n,
                             malformed,
+                            newlines,
                         };
                     }
                 }

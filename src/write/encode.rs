@@ -197,27 +197,18 @@ pub fn csv_field(v: &[u8], quote_empty: bool, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// True if `v` holds a comma, quote, CR or LF. Eight bytes at a time (SWAR): this check runs on every
-/// output cell, and a byte loop or the compiler's vectorization of one cost a tenth of a whole run.
+/// True if `v` holds a comma, quote, CR or LF, checked eight bytes at a time (see [`crate::swar`]).
 fn needs_quotes(v: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte of `x` is zero exactly where the high bit of the result is set (no false positives when
-    // every byte's high bit is first cleared, as here).
-    fn has_byte(w: u64, b: u8) -> u64 {
-        let x = w ^ (ONES * u64::from(b));
-        let low = x & !HIGH;
-        !((low + !HIGH) | x) & HIGH
-    }
-    let mut words = v.chunks_exact(8);
-    for c in &mut words {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    use crate::swar::{has_byte, word};
+    let mut i = 0;
+    while i + 8 <= v.len() {
+        let w = word(v, i);
         if has_byte(w, b',') | has_byte(w, b'"') | has_byte(w, b'\n') | has_byte(w, b'\r') != 0 {
             return true;
         }
+        i += 8;
     }
-    words
-        .remainder()
+    v[i..]
         .iter()
         .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
 }
