@@ -451,6 +451,19 @@ fn duplicate(
 ) -> Option<(usize, String)> {
     let present = |(u, key): (usize, &u128)| (*key != 0).then(|| (u, split_key(*key)));
     match &mut state.dups {
+        Dups::First if keys.len() == 1 => {
+            // One key (the common case, a primary key): one probe that inserts or finds it. A lookup
+            // and then an insert was two cache misses per row.
+            let key = present((0, &keys[0]))?.1;
+            let first = state.seen[0].insert(key, number)?;
+            Some((
+                0,
+                format!(
+                    "duplicate value for the {} (first seen in record {first})",
+                    plan.unique[0].label
+                ),
+            ))
+        }
         Dups::First => {
             let dup = keys.iter().enumerate().filter_map(present).find_map(|(u, key)| {
                 state.seen[u].get(key).map(|first| (u, first))
