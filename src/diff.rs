@@ -202,7 +202,9 @@ fn batch_hashes(
                     buf.clear();
                     for i in 0..width {
                         let (s, e) = batch.spans[m.first + i];
-                        buf.extend_from_slice(&((e - s) as u64).to_le_bytes());
+                        // Lengths only separate the fields' bytes, which are hashed too; 4 bytes are plenty.
+                        let len = u32::try_from(e - s).unwrap_or(u32::MAX);
+                        buf.extend_from_slice(&len.to_le_bytes());
                     }
                     let seed = xxhash_rust::xxh3::xxh3_64(&buf);
                     let r = xxhash_rust::xxh3::xxh3_128_with_seed(batch.record_data(m), seed);
@@ -505,7 +507,7 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
     let (old_t, new_t) = std::thread::scope(|scope| {
         let (new, key) = (&mut new, &key);
         let other = scope.spawn(move || key_table(new, &opts.new.input, key, rows));
-        let mine = key_table(&mut old, &opts.old.input, &key, rows);
+        let mine = key_table(&mut old, &opts.old.input, key, rows);
         (
             mine,
             other

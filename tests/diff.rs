@@ -190,7 +190,8 @@ fn random_snapshot_pairs_give_exactly_the_model_changes() {
         2,
     );
     assert!(
-        stderr(&o).contains("dup.csv: record 2 (line 3, byte 18): the key repeats the key of record 1"),
+        stderr(&o)
+            .contains("dup.csv: record 2 (line 3, byte 18): the key repeats the key of record 1"),
         "{}",
         stderr(&o)
     );
