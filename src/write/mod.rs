@@ -29,6 +29,8 @@ pub struct AtomicFile {
     w: Option<BufWriter<File>>,
     hasher: blake3::Hasher,
     bytes: u64,
+    /// Bytes up to which the kernel was asked to start writing the file to disk.
+    kicked: u64,
 }
 
 impl AtomicFile {
@@ -47,8 +49,46 @@ impl AtomicFile {
             w: Some(BufWriter::with_capacity(1 << 20, f)),
             hasher: blake3::Hasher::new(),
             bytes: 0,
+            kicked: 0,
         })
     }
+
+    /// Asks the kernel to start writing what it holds of the file to disk, every 8 MB, without waiting.
+    /// The `fsync` in [`AtomicFile::finish`] then finds little left to write: it was a quarter of a
+    /// second at the end of a run writing 570 MB, with the disk idle while the run computed.
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&mut self) {
+        use std::os::fd::AsRawFd;
+        const STEP: u64 = 8 << 20;
+        let Some(w) = self.w.as_ref() else {
+            return;
+        };
+        let handed = self.bytes - w.buffer().len() as u64;
+        if handed - self.kicked < STEP {
+            return;
+        }
+        let (Ok(from), Ok(len)) = (
+            i64::try_from(self.kicked),
+            i64::try_from(handed - self.kicked),
+        ) else {
+            return;
+        };
+        // SAFETY: a plain system call on an open descriptor that this file owns; it only advises the
+        // kernel, and a failure is harmless (the fsync at the end still writes everything), so its
+        // result is ignored.
+        unsafe {
+            libc::sync_file_range(
+                w.get_ref().as_raw_fd(),
+                from,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.kicked = handed;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start_writeback(&mut self) {}
 
     pub fn write_bytes(&mut self, b: &[u8]) -> Result<(), FatalError> {
         self.write_all(b)
@@ -83,6 +123,7 @@ impl Write for AtomicFile {
         let n = w.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
+        self.start_writeback();
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
