@@ -143,7 +143,7 @@ pub fn open_flat(opts: &ConvertOptions) -> Result<FlatInput, FatalError> {
 }
 
 /// The error of a record that cannot be read as values, at its position.
-fn bad_record(display: &str, m: &RecordMeta, message: String) -> FatalError {
+pub(crate) fn bad_record(display: &str, m: &RecordMeta, message: String) -> FatalError {
     FatalError::BadRecord {
         pos: Position {
             file: display.to_string(),

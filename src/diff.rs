@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::convert::{
     check_csv_record, csv_text, each_batch, open_flat, record_values, ConvertOptions,
 };
-use crate::error::{FatalError, Position};
+use crate::error::FatalError;
 use crate::read::csv::{Batch, RecordMeta};
 use crate::write::encode::{csv_field, json_string};
 use crate::write::AtomicFile;
@@ -345,15 +345,39 @@ fn key_table(
 }
 
 fn dup(display: &str, m: &RecordMeta, first: u64) -> FatalError {
-    FatalError::BadRecord {
-        pos: Position {
-            file: display.to_string(),
-            record: m.number,
-            line: m.line,
-            byte: m.byte,
-        },
-        message: format!("the key repeats the key of record {first}; a diff needs unique keys"),
-    }
+    crate::convert::bad_record(
+        display,
+        m,
+        format!("the key repeats the key of record {first}; a diff needs unique keys"),
+    )
+}
+
+/// Pass 2 over one file: calls `f` with the key, state and values of each record that changed (the
+/// picked ones, else those of the whole file), in file order.
+fn each_changed(
+    opts: &ConvertOptions,
+    picked: &Option<PathBuf>,
+    key: &[usize],
+    table: &KeyTable,
+    mut f: impl FnMut(u128, State, &[Option<&str>]) -> Result<(), FatalError>,
+) -> Result<(), FatalError> {
+    let mut ext = crate::read::json::Extracted::default();
+    let mut input = reopen(opts, picked)?;
+    let display = opts.input.as_str();
+    let (extract, width) = (&input.extract, input.header.len());
+    each_batch(&mut input.opened, input.progress, display, |batch| {
+        let hashes = batch_hashes(extract, width, display, batch, key, RowHash::None)?;
+        for (m, (k, _)) in batch.records.iter().zip(hashes) {
+            if let Some(state @ (State::Inserted | State::Updated | State::Absent)) =
+                table.find(k).map(|i| table.recs[i].state)
+            {
+                let mut vals = Vec::new();
+                record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
+                f(k, state, &vals)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Opens the records that pass 2 reads from one file: the picked ones, else the whole file.
@@ -562,61 +586,30 @@ pub fn diff(opts: &DiffOptions) -> Result<DiffCounts, FatalError> {
     let result = (|| {
         // Pass 2, new file: inserts in its order; updated rows' new values wait for the old file.
         let mut updated: KeyMap<Vec<Option<String>>> = KeyMap::default();
-        let mut ext = crate::read::json::Extracted::default();
-        let mut input = reopen(&opts.new, &picked_new)?;
-        let display = opts.new.input.as_str();
-        let (extract, width) = (&input.extract, input.header.len());
-        each_batch(&mut input.opened, input.progress, display, |batch| {
-            let hashes = batch_hashes(extract, width, display, batch, &key, RowHash::None)?;
-            for (m, (k, _)) in batch.records.iter().zip(hashes) {
-                let mut vals = Vec::new();
-                match new_t.find(k).map(|i| new_t.recs[i].state) {
-                    Some(State::Inserted) => {
-                        record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
-                        inserts.row(&vals, None)?;
-                    }
-                    Some(State::Updated) => {
-                        record_values(extract, width, display, batch, m, &mut ext, &mut vals)?;
-                        updated.insert(k, vals.iter().map(|x| x.map(str::to_string)).collect());
-                    }
-                    _ => {}
-                }
+        each_changed(&opts.new, &picked_new, &key, &new_t, |k, state, vals| {
+            if state == State::Inserted {
+                inserts.row(vals, None)?;
+            } else {
+                updated.insert(k, vals.iter().map(|x| x.map(str::to_string)).collect());
             }
             Ok(())
         })?;
-
         // Pass 2, old file: deletes, and updates with their changed columns, in its order.
-        let mut input = reopen(&opts.old, &picked_old)?;
-        let display = opts.old.input.as_str();
-        let (extract, width) = (&input.extract, input.header.len());
-        each_batch(&mut input.opened, input.progress, display, |batch| {
-            let hashes = batch_hashes(extract, width, display, batch, &key, RowHash::None)?;
-            for (m, (k, _)) in batch.records.iter().zip(hashes) {
-                let mut v = Vec::new();
-                match old_t.find(k).map(|i| old_t.recs[i].state) {
-                    Some(State::Absent) => {
-                        record_values(extract, width, display, batch, m, &mut ext, &mut v)?;
-                        deletes.row(&v, None)?;
-                    }
-                    Some(State::Updated) => {
-                        let Some(nv) = updated.get(&k) else {
-                            continue;
-                        };
-                        record_values(extract, width, display, batch, m, &mut ext, &mut v)?;
-                        let changed: Vec<&str> = columns
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| nv[*i].as_deref() != v[*i])
-                            .map(|(_, c)| c.as_str())
-                            .collect();
-                        let new_values: Vec<Option<&str>> =
-                            nv.iter().map(|x| x.as_deref()).collect();
-                        updates.row(&new_values, Some(&changed))?;
-                    }
-                    _ => {}
-                }
+        each_changed(&opts.old, &picked_old, &key, &old_t, |k, state, v| {
+            if state == State::Absent {
+                return deletes.row(v, None);
             }
-            Ok(())
+            let Some(nv) = updated.get(&k) else {
+                return Ok(());
+            };
+            let changed: Vec<&str> = columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| nv[*i].as_deref() != v[*i])
+                .map(|(_, c)| c.as_str())
+                .collect();
+            let new_values: Vec<Option<&str>> = nv.iter().map(|x| x.as_deref()).collect();
+            updates.row(&new_values, Some(&changed))
         })
     })();
     for p in [&picked_new, &picked_old].into_iter().flatten() {
