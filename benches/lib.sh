@@ -1,4 +1,32 @@
-# Shared by the bench scripts: timing with peak memory, and the Markdown table.
+# Shared by the bench scripts: setup, timing with peak memory, and the Markdown table.
+
+# Builds the release binary and the generator (and the examples named in "$@"); sets rel and threads.
+bench_build() {
+  threads=$(nproc)
+  rel=${CARGO_TARGET_DIR:-target}/release
+  local examples=()
+  for e in gen_crm "$@"; do examples+=(--example "$e"); done
+  cargo build --release --quiet --bin crm-etl "${examples[@]}"
+}
+
+# Generates the seeded CSV export of $1 contacts into bench-data/ unless it is there already.
+bench_data() {
+  if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$1" ]; then
+    "$rel"/examples/gen_crm bench-data "$1" 42
+    echo "$1" > bench-data/.n
+  fi
+}
+
+# A scratch folder in $tmp, removed on exit.
+bench_tmp() {
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+}
+
+# Installs the Python packages named unless they all import.
+need_python() {
+  python3 -c "import $(IFS=,; echo "$*")" 2>/dev/null || pip install --quiet "$@"
+}
 
 # Runs a command N times (default 3, or $RUNS); keeps the fastest wall time and its peak RSS.
 measure() {

@@ -8,20 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
-threads=$(nproc)
-rel=${CARGO_TARGET_DIR:-target}/release
-cargo build --release --quiet --bin crm-etl --example gen_crm
-if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  "$rel"/examples/gen_crm bench-data "$n" 42
-  echo "$n" > bench-data/.n
-fi
+. benches/lib.sh
+bench_build
+bench_data "$n"
 if [ ! -f bench-data/Contact-next.csv ] || [ bench-data/Contact.csv -nt bench-data/Contact-next.csv ]; then
   python3 benches/mutate.py bench-data/Contact.csv bench-data/Contact-next.csv
 fi
-python3 -c 'import duckdb' 2>/dev/null || pip install --quiet duckdb
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-. benches/lib.sh
+need_python duckdb
+bench_tmp
 old=bench-data/Contact.csv
 new=bench-data/Contact-next.csv
 # The contacts mapping on the second snapshot, and a run of the first as the base of `--since`.

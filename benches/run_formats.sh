@@ -7,18 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
-threads=$(nproc)
-rel=${CARGO_TARGET_DIR:-target}/release
-cargo build --release --quiet --bin crm-etl --example gen_crm
+. benches/lib.sh
+bench_build
 if [ ! -f bench-data/.formats ] || [ "$(cat bench-data/.formats)" != "$n all" ]; then
   "$rel"/examples/gen_crm bench-data "$n" 42 all
   echo "$n" > bench-data/.n
   echo "$n all" > bench-data/.formats
 fi
-python3 -c 'import duckdb, lxml' 2>/dev/null || pip install --quiet duckdb lxml
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-. benches/lib.sh
+need_python duckdb lxml
+bench_tmp
 
 jsonl=bench-data/Contact.jsonl
 xml=bench-data/Contact.xml

@@ -13,12 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
-rel=${CARGO_TARGET_DIR:-target}/release
-cargo build --release --quiet --bin crm-etl --example gen_crm
-if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  "$rel"/examples/gen_crm bench-data "$n" 42
-  echo "$n" > bench-data/.n
-fi
+. benches/lib.sh
+bench_build
+bench_data "$n"
 command -v pgloader >/dev/null || { apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; }
 tmp=$(mktemp -d)
 db=crm_etl_bench_$$
@@ -27,7 +24,6 @@ trap 'rm -rf "$tmp"; pg -d test -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
 pg -d test -c "CREATE DATABASE $db"
 input=$(realpath bench-data/Contact.csv)
 bytes=$(stat -c %s "$input")
-. benches/lib.sh
 
 # crm-etl: run, then the generated script; `recreate` makes every repetition start from an empty table.
 cat > "$tmp/crm-etl.sh" <<SH

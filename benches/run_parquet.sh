@@ -7,20 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
-threads=$(nproc)
-rel=${CARGO_TARGET_DIR:-target}/release
-cargo build --release --quiet --bin crm-etl --example gen_crm
-if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  "$rel"/examples/gen_crm bench-data "$n" 42
-  echo "$n" > bench-data/.n
-fi
-python3 -c 'import duckdb, polars' 2>/dev/null || pip install --quiet duckdb polars
+. benches/lib.sh
+bench_build
+bench_data "$n"
+need_python duckdb polars
 input=bench-data/Contact.csv
 bytes=$(stat -c %s "$input")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-. benches/lib.sh
+bench_tmp
 
 sizes=""
 {

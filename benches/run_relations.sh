@@ -8,16 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
-threads=$(nproc)
-rel=${CARGO_TARGET_DIR:-target}/release
-cargo build --release --quiet --bin crm-etl --example gen_crm --example keyindex
-if [ ! -f bench-data/.n ] || [ "$(cat bench-data/.n)" != "$n" ]; then
-  "$rel"/examples/gen_crm bench-data "$n" 42
-  echo "$n" > bench-data/.n
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 . benches/lib.sh
+bench_build keyindex
+bench_data "$n"
+bench_tmp
 {
   measure without-reference "$rel"/crm-etl run benches/contacts-with-accounts.toml --out "$tmp/out" --quiet --threads "$threads"
   measure with-reference "$rel"/crm-etl run benches/contacts-ref.toml --out "$tmp/out" --quiet --threads "$threads"
