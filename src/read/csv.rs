@@ -125,8 +125,6 @@ pub struct CsvReader<R> {
     records: u64,
     d: Dialect,
     file: String,
-    /// Byte class table: 1 for bytes that end an unquoted field.
-    stops: [bool; 256],
 }
 
 const INITIAL_BUF: usize = 256 * 1024;
@@ -134,10 +132,6 @@ const INITIAL_BUF: usize = 256 * 1024;
 impl<R: Read> CsvReader<R> {
     /// `start_offset` is the stream offset of the first byte (after a skipped byte-order mark).
     pub fn new(src: R, d: Dialect, file: impl Into<String>, start_offset: u64) -> Self {
-        let mut stops = [false; 256];
-        stops[usize::from(d.delimiter)] = true;
-        stops[usize::from(b'\n')] = true;
-        stops[usize::from(b'\r')] = true;
         CsvReader {
             src,
             buf: vec![0; INITIAL_BUF],
@@ -149,7 +143,6 @@ impl<R: Read> CsvReader<R> {
             records: 0,
             d,
             file: file.into(),
-            stops,
         }
     }
 
@@ -384,17 +377,16 @@ impl<R: Read> CsvReader<R> {
                     }
                 }
                 // After the closing quote only a delimiter or a line end may follow.
-                if i < n && !self.stops[usize::from(s[i])] {
+                if i < n && !matches!(s[i], b'\n' | b'\r') && s[i] != self.d.delimiter {
                     malformed.get_or_insert_with(|| {
                         format!(
                             "text after the closing quote of field {}",
                             batch.spans.len() - first_span + 1
                         )
                     });
-                    while i < n && !self.stops[usize::from(s[i])] {
-                        batch.data.push(s[i]);
-                        i += 1;
-                    }
+                    let from = i;
+                    i = crate::swar::find3(s, i, self.d.delimiter, b'\n', b'\r');
+                    batch.data.extend_from_slice(&s[from..i]);
                 }
             } else {
                 let from = i;
