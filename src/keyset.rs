@@ -52,6 +52,24 @@ impl KeySet {
         }
     }
 
+    /// Asks the processor to bring `key`'s first slot into cache. A million keys spread over 27 MB, so
+    /// nearly every probe misses the cache; the writer thread prefetches the slots of the rows a few
+    /// ahead of the one it checks, so their misses overlap instead of coming one after another.
+    #[inline]
+    pub fn prefetch(&self, key: [u64; 2]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.slots[self.slot(key)].as_ptr();
+            // SAFETY: a prefetch is only a hint: it never faults and changes no memory, and `p` points
+            // into `slots` anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
+    }
+
     /// The record number stored with `key`, if any.
     pub fn get(&self, key: [u64; 2]) -> Option<u64> {
         let n = self.slots.len();

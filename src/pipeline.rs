@@ -348,12 +348,21 @@ fn write_chunk(
         rows: 0,
     };
     let mut deferred = chunk.deferred.iter().peekable();
+    // Written rows' keys follow one another in `chunk.keys`, this many per row.
+    let stride = plan.unique.len() + 2 * plan.index_by.len();
     for (k, row) in chunk.rows.iter().enumerate() {
         let m = &batch.records[base + chunk.origin.get(k).map_or(k, |o| o.0 as usize)];
         match row {
             RowOutcome::Written { end, key_start, pk } => {
                 let row_start = prev;
                 prev = *end;
+                if let Some(ahead) = chunk.keys.get(key_start + PREFETCH_ROWS * stride..) {
+                    for (set, &key) in unique_sets(&state.dups, &state.seen).iter().zip(ahead) {
+                        if key != 0 {
+                            set.prefetch(split_key(key));
+                        }
+                    }
+                }
                 let keys = &chunk.keys[*key_start..*key_start + plan.unique.len()];
                 // Rows are numbered over the entity's whole input: the same in both passes.
                 let seq = read_before + k as u64 + 1;
@@ -438,6 +447,18 @@ fn write_chunk(
         }
     }
     run.flush(out, chunk, chunk.rows.len(), prev, (0, 0), state)
+}
+
+/// How many written rows ahead of the one checked the writer prefetches key slots: enough for the
+/// misses to overlap, few enough that the lines are still cached when their row comes.
+const PREFETCH_ROWS: usize = 8;
+
+/// The key sets that the duplicate policy probes, one per unique set.
+fn unique_sets<'a>(dups: &'a Dups, seen: &'a [KeySet]) -> &'a [KeySet] {
+    match dups {
+        Dups::First => seen,
+        Dups::Collect(s) | Dups::Last(s) | Dups::Shared(s) => s,
+    }
 }
 
 /// Applies the duplicate policy to a row's keys: the unique set at fault and why, or None to keep it
