@@ -132,7 +132,9 @@ impl<R: Read> Feed<R> {
     }
 
     fn check_utf8(&mut self) -> Result<(), FatalError> {
-        match std::str::from_utf8(&self.buf[self.checked..self.end]) {
+        // simdutf8 reports what std does (where the valid text ends, and whether the bytes there are an
+        // error or only incomplete) several times faster: std's check was 2 % of a JSON Lines run.
+        match simdutf8::compat::from_utf8(&self.buf[self.checked..self.end]) {
             Ok(_) => self.checked = self.end,
             Err(e) => {
                 let at = self.checked + e.valid_up_to();

@@ -432,7 +432,7 @@ impl<R: Read> JsonSplitter<R> {
     /// Reads a key (at its opening quote) and returns it unescaped.
     fn read_key(&mut self) -> Result<String, FatalError> {
         let (start, end) = self.string_extent()?;
-        let text = std::str::from_utf8(&self.f.buf[start..end]).unwrap_or("");
+        let text = simdutf8::basic::from_utf8(&self.f.buf[start..end]).unwrap_or("");
         let mut out = String::new();
         match parse_string(text, 0, &mut out) {
             Ok(_) => Ok(out),
@@ -489,7 +489,7 @@ impl<R: Read> JsonSplitter<R> {
                 }
                 b'"' => {
                     let (s, e) = self.string_extent()?;
-                    let text = std::str::from_utf8(&self.f.buf[s..e]).unwrap_or("");
+                    let text = simdutf8::basic::from_utf8(&self.f.buf[s..e]).unwrap_or("");
                     if let Err(err) = parse_string(text, 0, &mut String::new()) {
                         self.i = s + err.offset;
                         return Err(self.err(err.message));
@@ -549,7 +549,7 @@ impl<R: Read> JsonSplitter<R> {
             }
             self.i += 1;
         }
-        let text = std::str::from_utf8(&self.f.buf[start..self.i]).unwrap_or("");
+        let text = simdutf8::basic::from_utf8(&self.f.buf[start..self.i]).unwrap_or("");
         let mut p = Parser::new(text);
         let ok = match text.as_bytes().first() {
             Some(b't') | Some(b'f') | Some(b'n') => p.literal().is_ok() && p.i == text.len(),
