@@ -28,12 +28,15 @@ need_python() {
   python3 -c "import $(IFS=,; echo "$*")" 2>/dev/null || pip install --quiet "$@"
 }
 
-# Runs a command N times (default 3, or $RUNS); keeps the fastest wall time and its peak RSS.
+# Runs a command N times (default 3, or $RUNS); keeps the fastest wall time and its peak RSS. A script
+# may define `before_each`, run untimed before every repetition of every tool (run_load.sh settles the
+# database's and the kernel's pending writes there, so no repetition pays for the one before).
 measure() {
   local name=$1; shift
   local best="" mem=""
   for _ in $(seq "${RUNS:-3}"); do
     rm -rf "$tmp/out"; mkdir -p "$tmp/out"
+    if declare -F before_each >/dev/null; then before_each; fi
     /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
     read -r t m < "$tmp/time"
     if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; mem=$m; fi
