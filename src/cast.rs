@@ -515,13 +515,7 @@ mod tests {
             let v = if v == 0.0 { 0.0 } else { v };
             format!("{v:?}")
         };
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::testing::Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut cases: Vec<String> = [
             "0",
             "-0",
@@ -550,22 +544,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for _ in 0..100_000 {
-            let int: String = (0..next(18))
-                .map(|_| (b'0' + next(10) as u8) as char)
-                .collect();
-            let frac: String = (0..next(18))
-                .map(|_| (b'0' + next(10) as u8) as char)
-                .collect();
-            let sign = ["", "-", "+"][next(3) as usize];
-            if int.is_empty() && frac.is_empty() {
-                continue;
-            }
-            cases.push(match next(3) {
-                0 if !int.is_empty() => format!("{sign}{int}"),
-                _ => format!("{sign}{int}.{frac}"),
-            });
-        }
+        cases.extend((0..100_000).filter_map(|_| rng.number_text(18, 18)));
         for t in &cases {
             let mut out = String::new();
             float(t, &nf, &mut out).unwrap();
@@ -577,31 +556,12 @@ mod tests {
     #[test]
     fn plain_decimals_match_the_general_path() {
         let nf = NumberFormat::default();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::testing::Rng::new(0x2545_f491_4f6c_dd1d);
         let mut cases: Vec<String> = ["0", "-0", "-0.00", "007.5", "12", ".5", "5.", "-000.10"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        for _ in 0..50_000 {
-            let int: String = (0..next(14))
-                .map(|_| (b'0' + next(10) as u8) as char)
-                .collect();
-            let frac: String = (0..next(6))
-                .map(|_| (b'0' + next(10) as u8) as char)
-                .collect();
-            let sign = ["", "-", "+"][next(3) as usize];
-            match (int.is_empty(), frac.is_empty()) {
-                (true, true) => continue,
-                (false, true) if next(2) == 0 => cases.push(format!("{sign}{int}")),
-                _ => cases.push(format!("{sign}{int}.{frac}")),
-            }
-        }
+        cases.extend((0..50_000).filter_map(|_| rng.number_text(14, 6)));
         let mut taken = 0;
         for (precision, scale) in [(12, 2), (5, 0), (38, 4), (3, 3), (10, 5)] {
             for t in &cases {

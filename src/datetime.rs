@@ -729,13 +729,8 @@ mod tests {
     /// that carry into other days, months and years (leap days and century years included).
     #[test]
     fn fixed_offset_matches_jiff() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::testing::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut next = |n: u64| rng.below(n);
         let edges = [
             (1, 1, 1),
             (1600, 2, 29),

@@ -29,5 +29,7 @@ pub mod since;
 pub mod spec;
 pub mod swar;
 pub mod target;
+#[cfg(test)]
+mod testing;
 pub mod types;
 pub mod write;
