@@ -315,7 +315,7 @@ pub fn float(s: &str, nf: &NumberFormat, out: &mut String) -> Result<(), String>
 /// from an f64 to the same digits, so no shorter text reads as the same f64 and these digits are its
 /// shortest form; `{:?}` writes that form in positional notation in this range, with at least one
 /// fraction digit. False (nothing written) for any other number. A float cast went from about 1,600
-/// instructions to about 100.
+/// instructions to about 520 (callgrind), most of them splitting the text.
 fn short_decimal(d: &Digits<'_>, out: &mut String) -> bool {
     if d.exponent != 0 {
         return false;
@@ -325,7 +325,7 @@ fn short_decimal(d: &Digits<'_>, out: &mut String) -> bool {
     let significant = if int.is_empty() {
         let lead = frac.len() - frac.trim_start_matches('0').len();
         // Below 1e-4, `{:?}` writes an exponent.
-        if lead > 3 && !frac.is_empty() {
+        if lead > 3 {
             return false;
         }
         frac.len() - lead

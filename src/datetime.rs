@@ -441,16 +441,6 @@ impl TemporalCast {
                 write_time(out, hour, p.minute, p.second, p.nano);
             }
             Kind::TimestampTz => {
-                let dt = DateTime::new(
-                    p.year.unwrap_or(0),
-                    p.month.unwrap_or(1),
-                    p.day.unwrap_or(1),
-                    hour,
-                    p.minute,
-                    p.second,
-                    p.nano,
-                )
-                .map_err(|e| format!("{raw:?} is not a valid timestamp: {e}"))?;
                 if let (Some(secs), Some(y)) = (p.offset, p.year.filter(|y| (1..=9998).contains(y)))
                 {
                     // A fixed offset within these years: the UTC time is integer arithmetic on days
@@ -475,6 +465,16 @@ impl TemporalCast {
                     out.push('Z');
                     return Ok(());
                 }
+                let dt = DateTime::new(
+                    p.year.unwrap_or(0),
+                    p.month.unwrap_or(1),
+                    p.day.unwrap_or(1),
+                    hour,
+                    p.minute,
+                    p.second,
+                    p.nano,
+                )
+                .map_err(|e| format!("{raw:?} is not a valid timestamp: {e}"))?;
                 let ts = match (p.offset, &self.zone) {
                     (Some(secs), _) => Offset::from_seconds(secs)
                         .and_then(|o| o.to_timestamp(dt))
@@ -518,25 +518,13 @@ impl TemporalCast {
 }
 
 /// The UTC date and second of the day of a civil date and second of the day at `offset` seconds east of
-/// UTC (H. Hinnant's days_from_civil and civil_from_days, proleptic Gregorian).
+/// UTC (proleptic Gregorian).
 fn utc_of(y: i16, m: i8, d: i8, second_of_day: i64, offset: i32) -> (i16, i8, i8, i64) {
-    let (y, m, d) = (i64::from(y), i64::from(m), i64::from(d));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    use crate::canon::{civil_from_days, days_from_civil};
+    let days = days_from_civil(i64::from(y), i64::from(m), i64::from(d));
     let total = days * 86_400 + second_of_day - i64::from(offset);
-    let (days, sod) = (total.div_euclid(86_400), total.rem_euclid(86_400));
-    let era = days.div_euclid(146_097);
-    let doe = days - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i16, m as i8, d as i8, sod)
+    let (y, m, d) = civil_from_days(total.div_euclid(86_400));
+    (y as i16, m as i8, d as i8, total.rem_euclid(86_400))
 }
 
 fn write_date(out: &mut String, y: i16, m: i8, d: i8) {
