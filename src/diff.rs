@@ -200,14 +200,16 @@ fn batch_hashes(
                     // The key's hash as `hash_values` computes it, so that it matches the other ways.
                     let k = hash_values(key.iter().map(|&i| Some(csv_text(batch, m, i))), &mut buf);
                     buf.clear();
+                    let mut h = xxhash_rust::xxh3::Xxh3::new();
                     for i in 0..width {
-                        let (s, e) = batch.spans[m.first + i];
+                        let field = batch.field(m, i);
                         // Lengths only separate the fields' bytes, which are hashed too; 4 bytes are plenty.
-                        let len = u32::try_from(e - s).unwrap_or(u32::MAX);
+                        let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
                         buf.extend_from_slice(&len.to_le_bytes());
+                        h.update(field);
                     }
-                    let seed = xxhash_rust::xxh3::xxh3_64(&buf);
-                    let r = xxhash_rust::xxh3::xxh3_128_with_seed(batch.record_data(m), seed);
+                    h.update(&buf);
+                    let r = h.digest128();
                     out.push((k, r));
                     continue;
                 }

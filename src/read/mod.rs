@@ -173,10 +173,10 @@ pub fn compile_dialect(d: &CsvDialect) -> Result<Dialect, Vec<(String, String)>>
             "header = false needs the column names in `columns`".into(),
         ));
     }
-    if d.max_record_bytes < 1024 || d.max_record_bytes > (1 << 32) {
+    if d.max_record_bytes < 1024 || d.max_record_bytes > csv::MAX_CSV_RECORD as u64 {
         errors.push((
             "max_record_bytes".into(),
-            "expected 1024 to 4294967296".into(),
+            format!("expected 1024 to {}", csv::MAX_CSV_RECORD),
         ));
     }
     if errors.is_empty() {
