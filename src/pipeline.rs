@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 
 use crate::error::{FatalError, FieldError, Position, RejectCode};
-use crate::keyset::KeySet;
+use crate::keyset::{KeySet, REPEATED};
 use crate::map::{key_text, map_chunk, MappedChunk, Reject, RowOutcome};
 use crate::plan::EntityPlan;
 use crate::read::csv::Batch;
@@ -36,7 +36,7 @@ fn split_key(k: u128) -> [u64; 2] {
 pub enum Dups {
     #[default]
     First,
-    /// The pre-pass: per unique set, key -> last row (with [`KeySet::REPEATED`]).
+    /// The pre-pass: per unique set, key -> last row (with [`REPEATED`]).
     Collect(Vec<KeySet>),
     /// Keep only each key's last row.
     Last(Vec<KeySet>),
@@ -513,7 +513,7 @@ fn duplicate(
             .iter()
             .enumerate()
             .filter_map(present)
-            .find(|(u, key)| sets[*u].get(*key).map(|v| v & !KeySet::REPEATED) != Some(seq))
+            .find(|(u, key)| sets[*u].get(*key).map(|v| v & !REPEATED) != Some(seq))
             .map(|(u, _)| {
                 (
                     u,
@@ -527,7 +527,7 @@ fn duplicate(
             .iter()
             .enumerate()
             .filter_map(present)
-            .find(|(u, key)| sets[*u].get(*key).is_some_and(|v| v & KeySet::REPEATED != 0))
+            .find(|(u, key)| sets[*u].get(*key).is_some_and(|v| v & REPEATED != 0))
             .map(|(u, _)| {
                 (
                     u,

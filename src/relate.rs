@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::keyset::KeySet;
+use crate::keyset::KeyMap;
 use crate::spec::Mapping;
 
 /// The 128-bit key of one value's text, as written by the mapping stage for uniqueness and references.
@@ -51,7 +51,7 @@ pub fn salesforce_15(id: &str) -> Option<&str> {
 /// and read by its children's mapping threads.
 #[derive(Default)]
 pub struct KeyIndex {
-    set: KeySet,
+    set: KeyMap,
     texts: Vec<u8>,
 }
 
