@@ -577,6 +577,7 @@ struct Digits {
 
 impl Digits {
     fn lit(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
         self.buf[self.len] = b;
         self.len += 1;
     }
@@ -611,8 +612,11 @@ impl Digits {
     }
 
     fn text(&self) -> &str {
-        // Only ASCII digits and separators are ever written.
-        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII")
+        let b = &self.buf[..self.len];
+        debug_assert!(b.is_ascii());
+        // SAFETY: only ASCII digits (`push`) and ASCII separators (`lit`) are ever written, and ASCII
+        // is UTF-8. The checked conversion was 1.2 % of a typed run's instructions.
+        unsafe { std::str::from_utf8_unchecked(b) }
     }
 }
 

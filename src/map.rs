@@ -1007,10 +1007,34 @@ fn hash_key(ty: FieldType, values: &[Option<&str>]) -> Option<String> {
 
 fn apply<'a>(step: &Step, v: Cow<'a, str>) -> Cow<'a, str> {
     match step {
-        Step::Trim => match v {
-            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-        },
+        Step::Trim => {
+            // Most values start and end with a visible ASCII character, which no trim removes.
+            let b = v.as_bytes();
+            if b.first().is_some_and(u8::is_ascii_graphic)
+                && b.last().is_some_and(u8::is_ascii_graphic)
+            {
+                return v;
+            }
+            match v {
+                Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+            }
+        }
+        // ASCII text (most emails, codes, names) needs no Unicode case tables.
+        Step::Lower if v.is_ascii() => {
+            if v.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(v.to_ascii_lowercase())
+            } else {
+                v
+            }
+        }
+        Step::Upper if v.is_ascii() => {
+            if v.bytes().any(|b| b.is_ascii_lowercase()) {
+                Cow::Owned(v.to_ascii_uppercase())
+            } else {
+                v
+            }
+        }
         Step::Lower => {
             if v.chars().any(char::is_uppercase) {
                 Cow::Owned(v.to_lowercase())

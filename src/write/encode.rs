@@ -60,8 +60,15 @@ pub fn encode_row_as(
                 if i > 0 {
                     out.push(b',');
                 }
-                if let Some(t) = c.text(text) {
-                    csv_field(t.as_bytes(), plan.quote_empty, out);
+                match *c {
+                    Cell::Null => {}
+                    // A number is never empty and holds only digits, signs, a point and an exponent:
+                    // it is never quoted.
+                    Cell::Num(s, e) => out.extend_from_slice(&text.as_bytes()[s..e]),
+                    Cell::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+                    Cell::Text(s, e) | Cell::Json(s, e) => {
+                        csv_field(&text.as_bytes()[s..e], plan.quote_empty, out)
+                    }
                 }
             }
             out.push(b'\n');
@@ -187,13 +194,16 @@ pub fn csv_field(v: &[u8], quote_empty: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(v);
         return;
     }
+    out.reserve(v.len() + 2);
     out.push(b'"');
-    for &b in v {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
+    let mut from = 0;
+    for q in memchr::memchr_iter(b'"', v) {
+        // Up to and including the quote, which is then doubled.
+        out.extend_from_slice(&v[from..=q]);
+        out.push(b'"');
+        from = q + 1;
     }
+    out.extend_from_slice(&v[from..]);
     out.push(b'"');
 }
 
