@@ -79,6 +79,7 @@ impl Slot for Wide {
     }
 }
 
+/// An open-addressing table of keys in slots of layout `S`, kept at a load of at most 7/8.
 pub struct Table<S> {
     slots: Vec<S>,
     len: usize,

@@ -1020,31 +1020,23 @@ fn apply<'a>(step: &Step, v: Cow<'a, str>) -> Cow<'a, str> {
                 Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
             }
         }
-        // ASCII text (most emails, codes, names) needs no Unicode case tables.
-        Step::Lower if v.is_ascii() => {
-            if v.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(v.to_ascii_lowercase())
-            } else {
-                v
-            }
-        }
-        Step::Upper if v.is_ascii() => {
-            if v.bytes().any(|b| b.is_ascii_lowercase()) {
-                Cow::Owned(v.to_ascii_uppercase())
-            } else {
-                v
-            }
-        }
         Step::Lower => {
             if v.chars().any(char::is_uppercase) {
-                Cow::Owned(v.to_lowercase())
+                // ASCII text (most emails, codes, names) needs no Unicode case tables.
+                Cow::Owned(match v.is_ascii() {
+                    true => v.to_ascii_lowercase(),
+                    false => v.to_lowercase(),
+                })
             } else {
                 v
             }
         }
         Step::Upper => {
             if v.chars().any(char::is_lowercase) {
-                Cow::Owned(v.to_uppercase())
+                Cow::Owned(match v.is_ascii() {
+                    true => v.to_ascii_uppercase(),
+                    false => v.to_uppercase(),
+                })
             } else {
                 v
             }
