@@ -319,6 +319,23 @@ fn which(cmd: &str) -> bool {
 }
 
 #[test]
+fn csv_records_are_limited_to_one_gibibyte() {
+    let w = Workdir::new();
+    w.write("c.csv", "Id\n1\n");
+    let mapping = |limit: u64| {
+        format!(
+            "[sources.c]\npath = \"c.csv\"\ncsv.max_record_bytes = {limit}\n[[entities]]\nname = \"c\"\nsource = \"c\"\n[[entities.fields]]\nname = \"id\"\ncolumn = \"Id\"\n"
+        )
+    };
+    w.write("m.toml", mapping(1 << 30));
+    w.expect(&["check", "m.toml"], 0);
+    w.write("m.toml", mapping((1 << 30) + 1));
+    let e = stderr(&w.expect(&["check", "m.toml"], 2));
+    assert!(e.contains("max_record_bytes"), "{e}");
+    assert!(e.contains("expected 1024 to 1073741824"), "{e}");
+}
+
+#[test]
 fn check_reports_every_problem_at_once() {
     let w = Workdir::new();
     w.write("c.csv", "Id,Email,Phone\n1,a@b.c,5\n");
