@@ -314,7 +314,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<u64, FatalError> {
         unique: Vec::new(),
         header,
         ragged: opts.ragged,
-        null: Vec::new(),
+        null: Default::default(),
         quote_empty: false,
         strict: true,
         extract,

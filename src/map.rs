@@ -376,7 +376,7 @@ fn map_nested(
     };
     match &n.children {
         Children::Split { column, separator } => {
-            let value = parent_value(*column).filter(|v| !plan.null.iter().any(|x| x == v));
+            let value = parent_value(*column).filter(|v| !plan.null.contains(v));
             let parts = value
                 .into_iter()
                 .flat_map(|v| v.split(separator.as_str()))
@@ -877,7 +877,7 @@ fn field_value<'a>(
     ctx: &RecordCtx,
     unmapped: &mut bool,
 ) -> Result<Option<Cow<'a, str>>, FieldError> {
-    let is_null = |s: &str| plan.null.iter().any(|n| n == s);
+    let is_null = |s: &str| plan.null.contains(s);
     let raw: Option<Cow<'a, str>> = match &f.input {
         Input::Column(i) => get(*i).filter(|s| !is_null(s)).map(Cow::Borrowed),
         Input::Parent(i) => get(*i | PARENT_COL)
