@@ -155,6 +155,10 @@ impl<R: Read> JsonSplitter<R> {
             }
         };
         self.emit(batch, start, end);
+        if end < self.f.avail() {
+            // `emit` counted the lines up to `start`, and a record holds no newline.
+            self.f.newline_at(end);
+        }
         self.i = end + 1;
         Ok(true)
     }
