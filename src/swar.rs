@@ -46,6 +46,70 @@ pub fn find3(s: &[u8], mut from: usize, a: u8, b: u8, c: u8) -> usize {
     from
 }
 
+/// Whether any byte of `s` is `a`, `b`, `c` or `d` (the CSV writer's check for a field that needs quotes).
+#[inline]
+pub fn any4(s: &[u8], a: u8, b: u8, c: u8, d: u8) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 processor has it.
+        unsafe { any4_sse2(s, a, b, c, d) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut i = 0;
+        while i + 8 <= s.len() {
+            let w = word(s, i);
+            if has_byte(w, a) | has_byte(w, b) | has_byte(w, c) | has_byte(w, d) != 0 {
+                return true;
+            }
+            i += 8;
+        }
+        s[i..].iter().any(|&x| x == a || x == b || x == c || x == d)
+    }
+}
+
+/// [`any4`] sixteen bytes at a time. The last, shorter block is copied into a zeroed one and only its
+/// own bytes' results are kept: most fields are shorter than sixteen bytes, and a byte loop over them
+/// was most of the check.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn any4_sse2(s: &[u8], a: u8, b: u8, c: u8, d: u8) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let (va, vb, vc, vd) = (
+        _mm_set1_epi8(a as i8),
+        _mm_set1_epi8(b as i8),
+        _mm_set1_epi8(c as i8),
+        _mm_set1_epi8(d as i8),
+    );
+    let hits = |w: __m128i| {
+        let m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(w, va), _mm_cmpeq_epi8(w, vb)),
+            _mm_or_si128(_mm_cmpeq_epi8(w, vc), _mm_cmpeq_epi8(w, vd)),
+        );
+        _mm_movemask_epi8(m) as u32
+    };
+    let mut i = 0;
+    while i + 16 <= s.len() {
+        // SAFETY: `s[i..i + 16]` is in bounds (checked just above); the load needs no alignment.
+        if hits(unsafe { _mm_loadu_si128(s.as_ptr().add(i).cast::<__m128i>()) }) != 0 {
+            return true;
+        }
+        i += 16;
+    }
+    let rest = s.len() - i;
+    if rest == 0 {
+        return false;
+    }
+    let mut last = [0u8; 16];
+    last[..rest].copy_from_slice(&s[i..]);
+    // SAFETY: `last` is sixteen bytes.
+    let m = hits(unsafe { _mm_loadu_si128(last.as_ptr().cast::<__m128i>()) });
+    m & ((1u32 << rest) - 1) != 0
+}
+
 /// [`find3`] over whole 16-byte blocks: Ok with the index of the first match, or Err with where the
 /// fewer than 16 bytes left begin.
 #[cfg(target_arch = "x86_64")]
@@ -79,6 +143,32 @@ fn find3_sse2(s: &[u8], mut from: usize, a: u8, b: u8, c: u8) -> Result<usize, u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any4_agrees_with_a_byte_loop() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..4000 {
+            let len = (state % 70) as usize;
+            let s: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Mostly plain bytes, so that many strings have no match at all; zero as padding.
+                    [
+                        b'a', b'a', b'a', b'a', b'a', b'a', 0, 0xff, b',', b'"', b'\n', b'\r',
+                    ][(state % 12) as usize]
+                })
+                .collect();
+            for from in 0..=len {
+                let t = &s[from..];
+                let want = t.iter().any(|&x| matches!(x, b',' | b'"' | b'\n' | b'\r'));
+                assert_eq!(any4(t, b',', b'"', b'\n', b'\r'), want, "{t:?}");
+                // Zero is what the last block is padded with: only the string's own zeros count.
+                assert_eq!(any4(t, 0, 0, 0, 0), t.contains(&0), "{t:?}");
+            }
+        }
+    }
 
     #[test]
     fn find3_agrees_with_a_byte_loop() {

@@ -207,20 +207,9 @@ pub fn csv_field(v: &[u8], quote_empty: bool, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// True if `v` holds a comma, quote, CR or LF, checked eight bytes at a time (see [`crate::swar`]).
+/// True if `v` holds a comma, quote, CR or LF.
 fn needs_quotes(v: &[u8]) -> bool {
-    use crate::swar::{has_byte, word};
-    let mut i = 0;
-    while i + 8 <= v.len() {
-        let w = word(v, i);
-        if has_byte(w, b',') | has_byte(w, b'"') | has_byte(w, b'\n') | has_byte(w, b'\r') != 0 {
-            return true;
-        }
-        i += 8;
-    }
-    v[i..]
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    crate::swar::any4(v, b',', b'"', b'\n', b'\r')
 }
 
 /// Appends a JSON string literal (RFC 8259 escapes).
