@@ -144,22 +144,27 @@ fn find3_sse2(s: &[u8], mut from: usize, a: u8, b: u8, c: u8) -> Result<usize, u
 mod tests {
     use super::*;
 
+    /// A seeded xorshift string of 0 to 69 bytes drawn from `alphabet`.
+    fn random_bytes(state: &mut u64, alphabet: &[u8]) -> Vec<u8> {
+        let len = (*state % 70) as usize;
+        (0..len)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                alphabet[(*state % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
     #[test]
     fn any4_agrees_with_a_byte_loop() {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        // Mostly plain bytes, so that many strings have no match at all; zero as padding.
+        let alphabet = b"aaaaaa\0\xff,\"\n\r";
         for _ in 0..4000 {
-            let len = (state % 70) as usize;
-            let s: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    // Mostly plain bytes, so that many strings have no match at all; zero as padding.
-                    [
-                        b'a', b'a', b'a', b'a', b'a', b'a', 0, 0xff, b',', b'"', b'\n', b'\r',
-                    ][(state % 12) as usize]
-                })
-                .collect();
+            let s = random_bytes(&mut state, alphabet);
+            let len = s.len();
             for from in 0..=len {
                 let t = &s[from..];
                 let want = t.iter().any(|&x| matches!(x, b',' | b'"' | b'\n' | b'\r'));
@@ -174,15 +179,11 @@ mod tests {
     fn find3_agrees_with_a_byte_loop() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..2000 {
-            let len = (state % 70) as usize;
-            let s: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    [b'a', b',', b'\n', b'\r', 0x80, 0xff, b'"', 0x2c ^ 0x80][(state % 8) as usize]
-                })
-                .collect();
+            let s = random_bytes(
+                &mut state,
+                &[b'a', b',', b'\n', b'\r', 0x80, 0xff, b'"', 0x2c ^ 0x80],
+            );
+            let len = s.len();
             for from in 0..=len {
                 let want = (from..len)
                     .find(|&i| matches!(s[i], b',' | b'\n' | b'\r'))
