@@ -1114,32 +1114,9 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Index of the first `"`, `\\` or control character at or after `j` (or the end): eight bytes at a time,
-/// since strings are most of a JSON record.
-fn next_special(b: &[u8], mut j: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while j + 8 <= b.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[j..j + 8]);
-        let w = u64::from_le_bytes(word);
-        let q = w ^ (ONES * u64::from(b'"'));
-        let bs = w ^ (ONES * u64::from(b'\\'));
-        // Per byte: zero (a match) or below 0x20; a borrow only spreads upward from a true match, so the
-        // lowest flagged byte is always a real one.
-        let m = ((q.wrapping_sub(ONES) & !q)
-            | (bs.wrapping_sub(ONES) & !bs)
-            | (w.wrapping_sub(ONES * 0x20) & !w))
-            & HIGH;
-        if m != 0 {
-            return j + (m.trailing_zeros() / 8) as usize;
-        }
-        j += 8;
-    }
-    while j < b.len() && !matches!(b[j], b'"' | b'\\' | 0..=0x1f) {
-        j += 1;
-    }
-    j
+/// Index of the first `"`, `\\` or control character at or after `j` (or the end).
+fn next_special(b: &[u8], j: usize) -> usize {
+    crate::swar::find_json_special(b, j)
 }
 
 /// Skips a string at `s[i]` (its opening quote), validating it; returns the index after it.
