@@ -130,23 +130,37 @@ fn any4_sse2(s: &[u8], a: u8, b: u8, c: u8, d: u8) -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 #[inline]
-fn find3_sse2(s: &[u8], mut from: usize, a: u8, b: u8, c: u8) -> Result<usize, usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
+fn find3_sse2(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Result<usize, usize> {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_or_si128, _mm_set1_epi8};
     let (va, vb, vc) = (
         _mm_set1_epi8(a as i8),
         _mm_set1_epi8(b as i8),
         _mm_set1_epi8(c as i8),
     );
+    first_block_hit(s, from, |w| {
+        _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(w, va), _mm_cmpeq_epi8(w, vb)),
+            _mm_cmpeq_epi8(w, vc),
+        )
+    })
+}
+
+/// The block loop of the SSE2 searches: `hits` marks the matching bytes of a 16-byte block (0xff lanes).
+/// Ok with the index of the first match at or after `from`, or Err with where the fewer than 16 bytes
+/// left begin.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn first_block_hit(
+    s: &[u8],
+    mut from: usize,
+    hits: impl Fn(std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i,
+) -> Result<usize, usize> {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
     while from + 16 <= s.len() {
         // SAFETY: `s[from..from + 16]` is in bounds (checked just above); the load needs no alignment.
         let w = unsafe { _mm_loadu_si128(s.as_ptr().add(from).cast::<__m128i>()) };
-        let hits = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(w, va), _mm_cmpeq_epi8(w, vb)),
-            _mm_cmpeq_epi8(w, vc),
-        );
-        let m = _mm_movemask_epi8(hits) as u32;
+        let m = _mm_movemask_epi8(hits(w)) as u32;
         if m != 0 {
             return Ok(from + m.trailing_zeros() as usize);
         }
@@ -184,37 +198,25 @@ pub fn find_json_special(s: &[u8], mut from: usize) -> usize {
     from
 }
 
-/// [`find_json_special`] over whole 16-byte blocks: Ok with the index of the first match, or Err with
-/// where the fewer than 16 bytes left begin.
+/// [`find_json_special`] over whole 16-byte blocks (see [`first_block_hit`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 #[inline]
-fn find_json_special_sse2(s: &[u8], mut from: usize) -> Result<usize, usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
+fn find_json_special_sse2(s: &[u8], from: usize) -> Result<usize, usize> {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8};
     let (quote, backslash, below) = (
         _mm_set1_epi8(b'"' as i8),
         _mm_set1_epi8(b'\\' as i8),
         _mm_set1_epi8(0x1f),
     );
-    while from + 16 <= s.len() {
-        // SAFETY: `s[from..from + 16]` is in bounds (checked just above); the load needs no alignment.
-        let w = unsafe { _mm_loadu_si128(s.as_ptr().add(from).cast::<__m128i>()) };
+    first_block_hit(s, from, |w| {
         // SSE2 compares bytes as signed; an unsigned min with 0x1f equals the byte only when it is at
         // most 0x1f, which catches control characters and not the high bytes of UTF-8.
-        let hits = _mm_or_si128(
+        _mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(w, quote), _mm_cmpeq_epi8(w, backslash)),
             _mm_cmpeq_epi8(_mm_min_epu8(w, below), w),
-        );
-        let m = _mm_movemask_epi8(hits) as u32;
-        if m != 0 {
-            return Ok(from + m.trailing_zeros() as usize);
-        }
-        from += 16;
-    }
-    Err(from)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::io::Read;
 use super::csv::Batch;
 use super::feed::Feed;
 use crate::error::FatalError;
+use crate::swar::find_json_special;
 
 /// Deeper nesting is refused: no real export needs it, and it bounds the parser's stack.
 pub const MAX_DEPTH: usize = 512;
@@ -818,7 +819,7 @@ impl<'a> Parser<'a> {
             }
             Some(b'"') => match col {
                 Some(c) => {
-                    let k = next_special(self.b, start + 1);
+                    let k = find_json_special(self.b, start + 1);
                     if self.b.get(k) == Some(&b'"') {
                         Self::set_raw(out, c, start + 1, k);
                         self.i = k + 1;
@@ -1114,17 +1115,12 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Index of the first `"`, `\\` or control character at or after `j` (or the end).
-fn next_special(b: &[u8], j: usize) -> usize {
-    crate::swar::find_json_special(b, j)
-}
-
 /// Skips a string at `s[i]` (its opening quote), validating it; returns the index after it.
 fn skip_string(s: &str, i: usize) -> Result<usize, RecordError> {
     let b = s.as_bytes();
     let mut j = i + 1;
     loop {
-        let k = next_special(b, j);
+        let k = find_json_special(b, j);
         match b.get(k) {
             None => return Err(syntax(i, "unterminated string")),
             Some(b'"') => return Ok(k + 1),
@@ -1139,7 +1135,7 @@ pub fn parse_string(s: &str, i: usize, out: &mut String) -> Result<usize, Record
     let b = s.as_bytes();
     let mut j = i + 1;
     loop {
-        let k = next_special(b, j);
+        let k = find_json_special(b, j);
         match b.get(k) {
             None => return Err(syntax(i, "unterminated string")),
             Some(b'"') => {
@@ -1163,7 +1159,7 @@ fn parse_key<'s>(
     buf: &'s mut String,
 ) -> Result<(usize, &'s str), RecordError> {
     let b = s.as_bytes();
-    let k = next_special(b, i + 1);
+    let k = find_json_special(b, i + 1);
     if b.get(k) == Some(&b'"') {
         return Ok((k + 1, &s[i + 1..k]));
     }
