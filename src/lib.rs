@@ -24,6 +24,7 @@ pub mod progress;
 pub mod read;
 pub mod relate;
 pub mod report;
+pub mod rowhash;
 pub mod run;
 pub mod since;
 pub mod spec;

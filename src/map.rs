@@ -13,6 +13,7 @@ use crate::read::csv::{Batch, RecordMeta};
 use crate::read::json::{self, Extracted, RecordError};
 use crate::read::xml;
 use crate::relate::{salesforce_15, text_key};
+use crate::rowhash;
 use crate::spec::Orphans;
 use crate::spec::OutputFormat;
 use crate::spec::{Ragged, Unmapped};
@@ -125,8 +126,35 @@ struct Scratch {
     deferred: Vec<(usize, usize, usize, (usize, usize))>,
     /// Fields of this record whose value was not in the value map, under a policy that keeps the record.
     unmapped_fields: Vec<usize>,
-    /// Digest material of the record, when the output is not it already.
+    /// Digest material of the chunk's written rows, when the output is not it already.
     material: Vec<u8>,
+    /// Rows to hash: index in `MappedChunk::hashes`, and where the row's material is (in the output, or
+    /// in `material`).
+    to_hash: Vec<(usize, usize, usize)>,
+    hashed: Vec<[u64; 4]>,
+}
+
+/// Whether a row's digest material is its encoded output row.
+fn output_is_material(plan: &EntityPlan) -> bool {
+    plan.format == OutputFormat::Csv && plan.quote_empty
+}
+
+/// Fills in the hashes of the chunk's written rows, all at once: hashing many short rows side by side is
+/// several times faster than one at a time (see `rowhash`).
+fn hash_rows(plan: &EntityPlan, sc: &mut Scratch, chunk: &mut MappedChunk) {
+    if sc.to_hash.is_empty() {
+        return;
+    }
+    let from: &[u8] = if output_is_material(plan) {
+        &chunk.out
+    } else {
+        &sc.material
+    };
+    let msgs: Vec<&[u8]> = sc.to_hash.iter().map(|&(_, a, b)| &from[a..b]).collect();
+    rowhash::hash_all(&msgs, &mut sc.hashed);
+    for (&(i, _, _), h) in sc.to_hash.iter().zip(&sc.hashed) {
+        chunk.hashes[i] = *h;
+    }
 }
 
 /// Maps records `recs` of `batch`.
@@ -148,6 +176,7 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
                 finish(plan, batch, m, sc, child, &mut chunk);
             });
         }
+        hash_rows(plan, &mut sc, &mut chunk);
         return chunk;
     }
     let mut strs: Vec<Option<&str>> = Vec::with_capacity(plan.header.len());
@@ -167,6 +196,7 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
             &mut chunk,
         );
     }
+    hash_rows(plan, &mut sc, &mut chunk);
     chunk
 }
 
@@ -191,15 +221,20 @@ fn finish(
         let row_start = chunk.out.len();
         encode_row(plan, &sc.cells, &sc.text, &mut chunk.out);
         if plan.digest {
-            // The CSV output row is the digest material itself; other formats build it.
-            let material: &[u8] = if plan.format == OutputFormat::Csv && plan.quote_empty {
+            // The CSV output row is the digest material itself; other formats build it. The chunk's rows
+            // are hashed together at its end (`hash_rows`).
+            let material: &[u8] = if output_is_material(plan) {
+                sc.to_hash
+                    .push((chunk.hashes.len(), row_start, chunk.out.len()));
                 &chunk.out[row_start..]
             } else {
-                sc.material.clear();
+                let from = sc.material.len();
                 digest::material(&sc.cells, &sc.text, &mut sc.material);
-                &sc.material
+                sc.to_hash
+                    .push((chunk.hashes.len(), from, sc.material.len()));
+                &sc.material[from..]
             };
-            chunk.hashes.push(digest::row_hash(material));
+            chunk.hashes.push([0; 4]);
             if !sc.deferred.is_empty() {
                 let from = chunk.materials.len();
                 chunk.materials.extend_from_slice(material);
