@@ -38,14 +38,7 @@ impl Digest {
 
 /// The hash of one row's material.
 pub fn row_hash(material: &[u8]) -> [u64; 4] {
-    let h = blake3::hash(material);
-    let b = h.as_bytes();
-    let lane = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
-    [lane(0), lane(1), lane(2), lane(3)]
+    crate::rowhash::words(blake3::hash(material).as_bytes())
 }
 
 /// Appends a row's material: its cells as a canonical CSV row.

@@ -62,7 +62,8 @@ pub fn hash_all(msgs: &[&[u8]], out: &mut Vec<[u64; 4]>) {
     }
 }
 
-fn words(b: &[u8; 32]) -> [u64; 4] {
+/// A BLAKE3 hash as four little-endian words: a row hash as digests add it up.
+pub fn words(b: &[u8; 32]) -> [u64; 4] {
     let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("eight bytes"));
     [w(0), w(1), w(2), w(3)]
 }
