@@ -213,24 +213,24 @@ mod avx2 {
         ]
     }
 
+    /// Rotates every word right by `BYTES` whole bytes (1 or 2): one byte shuffle, where the other
+    /// rotations take two shifts and an or.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn rot16(x: __m256i) -> __m256i {
-        let m = _mm256_setr_epi8(
-            2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11,
-            8, 9, 14, 15, 12, 13,
-        );
-        _mm256_shuffle_epi8(x, m)
-    }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn rot8(x: __m256i) -> __m256i {
-        let m = _mm256_setr_epi8(
-            1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12, 1, 2, 3, 0, 5, 6, 7, 4, 9, 10,
-            11, 8, 13, 14, 15, 12,
-        );
-        _mm256_shuffle_epi8(x, m)
+    fn rot_bytes<const BYTES: u64>(x: __m256i) -> __m256i {
+        // Per 128-bit half, byte j of the word at byte `base` comes from byte (j + BYTES) % 4 of it.
+        const fn word(base: u64, bytes: u64) -> u64 {
+            let mut w = 0;
+            let mut j = 0;
+            while j < 4 {
+                w |= ((j + bytes) % 4 + base) << (8 * j);
+                j += 1;
+            }
+            w
+        }
+        let lo = (word(0, BYTES) | word(4, BYTES) << 32) as i64;
+        let hi = (word(8, BYTES) | word(12, BYTES) << 32) as i64;
+        _mm256_shuffle_epi8(x, _mm256_setr_epi64x(lo, hi, lo, hi))
     }
 
     #[target_feature(enable = "avx2")]
@@ -250,11 +250,11 @@ mod avx2 {
     #[inline]
     fn g(v: &mut [__m256i; 16], [a, b, c, d]: [usize; 4], x: __m256i, y: __m256i) {
         v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), x);
-        v[d] = rot16(_mm256_xor_si256(v[d], v[a]));
+        v[d] = rot_bytes::<2>(_mm256_xor_si256(v[d], v[a]));
         v[c] = _mm256_add_epi32(v[c], v[d]);
         v[b] = rot12(_mm256_xor_si256(v[b], v[c]));
         v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), y);
-        v[d] = rot8(_mm256_xor_si256(v[d], v[a]));
+        v[d] = rot_bytes::<1>(_mm256_xor_si256(v[d], v[a]));
         v[c] = _mm256_add_epi32(v[c], v[d]);
         v[b] = rot7(_mm256_xor_si256(v[b], v[c]));
     }
