@@ -553,7 +553,7 @@ fn write_time(out: &mut String, h: i8, m: i8, s: i8, nano: i32) {
     if nano > 0 {
         let mut nano = nano as u32;
         let mut width = 9;
-        while nano % 10 == 0 {
+        while nano.is_multiple_of(10) {
             nano /= 10;
             width -= 1;
         }

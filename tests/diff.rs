@@ -67,7 +67,7 @@ fn random_snapshot_pairs_give_exactly_the_model_changes() {
         let as_jsonl = round % 2 == 1;
         let mut old: Rows = BTreeMap::new();
         for id in 0..300 {
-            if rng.next() % 4 != 0 {
+            if !rng.next().is_multiple_of(4) {
                 old.insert(
                     id,
                     (
