@@ -1,7 +1,7 @@
 //! Date and time casts. Format strings (strftime style) are compiled once into token lists, so a record
 //! never re-reads a format; calendar checks and time-zone arithmetic are jiff's.
 
-use jiff::civil::{Date, DateTime, Time};
+use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
 
 use crate::spec::Ambiguous;
@@ -370,7 +370,12 @@ impl TemporalCast {
 
     /// Casts one value, writing ISO 8601 (timestamptz in UTC, with `Z`).
     pub fn cast(&self, s: &str, out: &mut String) -> Result<(), String> {
-        let t = s.trim();
+        // Most values start and end with a digit, which no trim removes.
+        let b = s.as_bytes();
+        let t = match (b.first(), b.last()) {
+            (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() => s,
+            _ => s.trim(),
+        };
         let mut last_err = None;
         for f in &self.formats {
             let Some(p) = f.parse(t) else { continue };
@@ -409,12 +414,22 @@ impl TemporalCast {
         }
     }
 
+    /// Checks the parts make a real date and time: what jiff's `Date::new` and `Time::new` check (the
+    /// formats read years 0 to 9999 only), without building them, which cost more than the parse.
     fn build(&self, p: &Parts) -> Result<(), String> {
         if let (Some(y), Some(m), Some(d)) = (p.year, p.month, p.day) {
-            Date::new(y, m, d).map_err(|_| format!("no day {d} in month {m} of {y}"))?;
+            if !((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)) {
+                return Err(format!("no day {d} in month {m} of {y}"));
+            }
         }
-        Time::new(Self::hour(p), p.minute, p.second, p.nano)
-            .map_err(|_| "hour, minute or second out of range".to_string())?;
+        let h = Self::hour(p);
+        if !((0..24).contains(&h)
+            && (0..60).contains(&p.minute)
+            && (0..60).contains(&p.second)
+            && (0..1_000_000_000).contains(&p.nano))
+        {
+            return Err("hour, minute or second out of range".to_string());
+        }
         Ok(())
     }
 
@@ -517,17 +532,70 @@ impl TemporalCast {
     }
 }
 
-/// The UTC date and second of the day of a civil date and second of the day at `offset` seconds east of
-/// UTC (proleptic Gregorian).
+/// Whether `y` is a leap year (proleptic Gregorian).
+fn leap(y: i16) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+}
+
+/// Days in month `m` (1 to 12) of year `y`.
+fn days_in_month(y: i16, m: i8) -> i8 {
+    match m {
+        2 if leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The UTC date and second of the day of a valid civil date and second of the day (below 86,400) at
+/// `offset` seconds east of UTC (less than a day either way; proleptic Gregorian). An offset moves the
+/// date by a day at most, so the day is stepped rather than converted to a day count and back (two
+/// divisions by 146,097 and more).
 fn utc_of(y: i16, m: i8, d: i8, second_of_day: i64, offset: i32) -> (i16, i8, i8, i64) {
-    use crate::canon::{civil_from_days, days_from_civil};
-    let days = days_from_civil(i64::from(y), i64::from(m), i64::from(d));
-    let total = days * 86_400 + second_of_day - i64::from(offset);
-    let (y, m, d) = civil_from_days(total.div_euclid(86_400));
-    (y as i16, m as i8, d as i8, total.rem_euclid(86_400))
+    let t = second_of_day - i64::from(offset);
+    if t < 0 {
+        let (y, m, d) = match (m, d) {
+            (1, 1) => (y - 1, 12, 31),
+            (m, 1) => (y, m - 1, days_in_month(y, m - 1)),
+            (m, d) => (y, m, d - 1),
+        };
+        (y, m, d, t + 86_400)
+    } else if t >= 86_400 {
+        let (y, m, d) = match (m, d) {
+            (12, 31) => (y + 1, 1, 1),
+            (m, d) if d == days_in_month(y, m) => (y, m + 1, 1),
+            (m, d) => (y, m, d + 1),
+        };
+        (y, m, d, t - 86_400)
+    } else {
+        (y, m, d, t)
+    }
+}
+
+/// Appends ASCII bytes.
+fn push_ascii(out: &mut String, b: &[u8]) {
+    debug_assert!(b.is_ascii());
+    // SAFETY: callers pass ASCII digits and separators only, and ASCII is UTF-8.
+    out.push_str(unsafe { std::str::from_utf8_unchecked(b) });
 }
 
 fn write_date(out: &mut String, y: i16, m: i8, d: i8) {
+    if (0..=9999).contains(&y) && (0..=99).contains(&m) && (0..=99).contains(&d) {
+        // The usual case, in one fixed-size piece: `Digits` took 160 instructions a date.
+        let (c, yy, mm, dd) = (
+            two(y as u32 / 100),
+            two(y as u32 % 100),
+            two(m as u32),
+            two(d as u32),
+        );
+        push_ascii(
+            out,
+            &[
+                c[0], c[1], yy[0], yy[1], b'-', mm[0], mm[1], b'-', dd[0], dd[1],
+            ],
+        );
+        return;
+    }
     if y < 0 {
         out.push('-');
     }
@@ -544,6 +612,11 @@ fn write_date(out: &mut String, y: i16, m: i8, d: i8) {
 
 /// Writes `HH:MM:SS` and, when not zero, the fraction without trailing zeros.
 fn write_time(out: &mut String, h: i8, m: i8, s: i8, nano: i32) {
+    if nano == 0 && [h, m, s].iter().all(|v| (0..=99).contains(v)) {
+        let (h, m, s) = (two(h as u32), two(m as u32), two(s as u32));
+        push_ascii(out, &[h[0], h[1], b':', m[0], m[1], b':', s[0], s[1]]);
+        return;
+    }
     let mut buf = Digits::default();
     buf.push(h as u32, 2);
     buf.lit(b':');
@@ -623,6 +696,52 @@ impl Digits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::civil::{Date, Time};
+
+    /// The checks of `build` against jiff's, on every month and day a format can read (two digits
+    /// each), in leap, century and ordinary years, and on times out of range by one.
+    #[test]
+    fn date_and_time_checks_match_jiff() {
+        let c = TemporalCast::compile(Kind::Timestamp, &["%F".into()], None, Ambiguous::Reject)
+            .expect("a format");
+        for y in [0, 1, 4, 100, 1900, 1999, 2000, 2024, 2100, 9999] {
+            for m in 0..=99 {
+                for d in 0..=99 {
+                    let p = Parts {
+                        year: Some(y),
+                        month: Some(m),
+                        day: Some(d),
+                        ..Parts::default()
+                    };
+                    assert_eq!(
+                        c.build(&p).is_ok(),
+                        Date::new(y, m, d).is_ok(),
+                        "{y}-{m}-{d}"
+                    );
+                }
+            }
+        }
+        for (h, mi, s, n) in [
+            (23, 59, 59, 999_999_999),
+            (24, 0, 0, 0),
+            (0, 60, 0, 0),
+            (0, 0, 60, 0),
+            (99, 99, 99, 0),
+        ] {
+            let p = Parts {
+                hour: Some(h),
+                minute: mi,
+                second: s,
+                nano: n,
+                ..Parts::default()
+            };
+            assert_eq!(
+                c.build(&p).is_ok(),
+                Time::new(h, mi, s, n).is_ok(),
+                "{h}:{mi}:{s}.{n}"
+            );
+        }
+    }
 
     fn cast(
         kind: Kind,
