@@ -1,11 +1,9 @@
-//! The batch driver for one input file: a reader thread fills batches, rayon maps each batch in ordered
-//! chunks, and this thread checks uniqueness and writes rows and rejects in input order. Chunk sizes do not
+//! The batch driver for one input file: a reader thread fills batches, rayon maps each batch in chunks,
+//! and a writer thread checks uniqueness and writes rows and rejects in input order. Chunk sizes do not
 //! depend on the thread count, and results are consumed in order, so output bytes never do either.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
-
-use rayon::prelude::*;
+use std::sync::{mpsc, Arc};
 
 use crate::error::{FatalError, FieldError, Position, RejectCode};
 use crate::keyset::{KeySet, REPEATED};
@@ -16,9 +14,8 @@ use crate::read::RecordReader;
 use crate::relate::KeyIndex;
 use crate::write::{RejectsWriter, RowWriter};
 
-/// Records per chunk handed to one rayon task: a sixteenth of the batch, so that every batch splits into
-/// enough tasks to keep the pool busy until its barrier (JSON and XML batches hold fewer, larger records
-/// than CSV ones), within bounds. It depends on the batch only, never on the thread count.
+/// Records per chunk handed to one rayon task: a sixteenth of the batch (JSON and XML batches hold fewer,
+/// larger records than CSV ones), within bounds. It depends on the batch only, never on the thread count.
 fn chunk_records(batch_len: usize) -> usize {
     batch_len.div_ceil(16).clamp(32, 512)
 }
@@ -149,12 +146,11 @@ pub fn pump(
     let (free_tx, free_rx) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         scope.spawn(move || fill_batches(&mut reader, &full_tx, &free_rx));
-        // Writing (uniqueness checks, hashing, system calls) is sequential: it runs on its own thread so
-        // that mapping the next batch overlaps it, instead of the pool idling while this thread writes.
-        let (mapped_tx, mapped_rx) = mpsc::sync_channel::<(Batch, Vec<MappedChunk>)>(1);
-        let (spent_tx, spent_rx) = mpsc::channel::<Vec<MappedChunk>>();
+        // Writing (uniqueness checks, hashing, system calls) is sequential: it runs on its own thread and
+        // takes each batch's chunks in order as they are mapped, each from its own one-shot channel.
+        let (mapped_tx, mapped_rx) = mpsc::sync_channel::<Mapping>(BATCHES_AHEAD);
         let writing = scope.spawn(move || -> Result<(), FatalError> {
-            for (batch, outs) in mapped_rx {
+            for (batch, chunks) in mapped_rx {
                 if !sized {
                     // Growing a large key map by doubling costs time and, for a while, twice the memory:
                     // size it once from the file size and the first batch's bytes per record.
@@ -177,13 +173,17 @@ pub fn pump(
                     }
                 }
                 let per_chunk = chunk_records(batch.len());
-                for (c, chunk) in outs.iter().enumerate() {
+                for (c, chunk) in chunks.iter().enumerate() {
+                    // A sender dropped unsent is a mapping task that panicked; the scope re-raises it.
+                    let chunk = chunk.recv().map_err(|_| {
+                        FatalError::Internal("a mapping task stopped without a result".into())
+                    })?;
                     write_chunk(
                         plan,
                         display,
                         &batch,
                         c * per_chunk,
-                        chunk,
+                        &chunk,
                         writer,
                         &mut rejects,
                         state,
@@ -192,28 +192,43 @@ pub fn pump(
                 if let Some(p) = state.progress.as_mut() {
                     p.update(state.read);
                 }
-                let _ = free_tx.send(batch);
-                let _ = spent_tx.send(outs);
-            }
-            Ok(())
-        });
-        let mapping = || -> Result<(), FatalError> {
-            for msg in full_rx {
-                let batch = msg?;
-                let mut outs = spent_rx.try_recv().unwrap_or_default();
-                pool.install(|| {
-                    batch
-                        .records
-                        .par_chunks(chunk_records(batch.len()))
-                        .map(|recs| map_chunk(plan, &batch, recs))
-                        .collect_into_vec(&mut outs)
-                });
-                if mapped_tx.send((batch, outs)).is_err() {
-                    // The writer stopped on an error, which its join reports.
-                    break;
+                // Every task dropped its share of the batch before sending its chunk: it is free again.
+                if let Ok(batch) = Arc::try_unwrap(batch) {
+                    let _ = free_tx.send(batch);
                 }
             }
             Ok(())
+        });
+        // Chunks are spawned onto the pool batch after batch, without waiting for a batch to finish: a
+        // barrier per batch left a core idle while the batch's last chunk ran on the other (about a
+        // twentieth of a run). The bounded channel to the writer keeps at most a few batches in flight.
+        let mapping = || -> Result<(), FatalError> {
+            pool.in_place_scope(|tasks| {
+                for msg in full_rx {
+                    let batch = Arc::new(msg?);
+                    let per_chunk = chunk_records(batch.len());
+                    let chunks = (0..batch.len().div_ceil(per_chunk))
+                        .map(|c| {
+                            let (tx, rx) = mpsc::sync_channel(1);
+                            let batch = Arc::clone(&batch);
+                            tasks.spawn(move |_| {
+                                let end = ((c + 1) * per_chunk).min(batch.len());
+                                let out =
+                                    map_chunk(plan, &batch, &batch.records[c * per_chunk..end]);
+                                drop(batch);
+                                // The writer stopped on an error if it no longer listens.
+                                let _ = tx.send(out);
+                            });
+                            rx
+                        })
+                        .collect();
+                    if mapped_tx.send((batch, chunks)).is_err() {
+                        // The writer stopped on an error, which its join reports.
+                        break;
+                    }
+                }
+                Ok(())
+            })
         };
         let mapped = mapping();
         drop(mapped_tx);
@@ -224,6 +239,12 @@ pub fn pump(
         written.and(mapped)
     })
 }
+
+/// A batch on its way to the writer, with one receiver per chunk, in order.
+type Mapping = (Arc<Batch>, Vec<mpsc::Receiver<MappedChunk>>);
+
+/// Batches mapped or being mapped ahead of the one the writer is at (besides the one being sent).
+const BATCHES_AHEAD: usize = 1;
 
 /// The writers of one entity: its output file, one data file per load target, and one file per
 /// further output format.
