@@ -28,20 +28,46 @@ need_python() {
   python3 -c "import $(IFS=,; echo "$*")" 2>/dev/null || pip install --quiet "$@"
 }
 
-# Runs a command N times (default 3, or $RUNS); keeps the fastest wall time and its peak RSS. A script
-# may define `before_each`, run untimed before every repetition of every tool (run_load.sh settles the
-# database's and the kernel's pending writes there, so no repetition pays for the one before).
-measure() {
-  local name=$1; shift
-  local best="" mem=""
+# Queues a tool to time: `queue NAME CMD...`; `run_queue` then times the queue.
+queue() {
+  q_names+=("$1")
+  shift
+  q_cmds+=("$(printf '%q ' "$@")")
+}
+
+# Runs every queued tool once per round, for RUNS rounds (default 3), and prints per tool, in queue
+# order, "name seconds KB": its fastest wall time and that run's peak RSS. The tools take turns, round
+# after round, so that a slow spell of this shared machine (runs of one tool here vary by a third within
+# minutes) falls on all of them alike, not on whichever ran during it. Before each run "$tmp/out" is
+# emptied, and a script's `before_each` runs if it defines one (run_load.sh settles the database's and
+# the kernel's pending writes there, so no run pays for the one before); after each run, `after_each NAME`
+# if defined; both outside the timing. Empties the queue.
+run_queue() {
+  local -A best mem
+  local i t m
   for _ in $(seq "${RUNS:-3}"); do
-    rm -rf "$tmp/out"; mkdir -p "$tmp/out"
-    if declare -F before_each >/dev/null; then before_each; fi
-    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
-    read -r t m < "$tmp/time"
-    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; mem=$m; fi
+    for i in "${!q_names[@]}"; do
+      rm -rf "$tmp/out"; mkdir -p "$tmp/out"
+      if declare -F before_each >/dev/null; then before_each; fi
+      eval "/usr/bin/time -f '%e %M' -o \"\$tmp/time\" ${q_cmds[$i]}" >/dev/null 2>"$tmp/err" \
+        || { cat "$tmp/err"; exit 1; }
+      if declare -F after_each >/dev/null; then after_each "${q_names[$i]}"; fi
+      read -r t m < "$tmp/time"
+      if [ -z "${best[$i]:-}" ] || awk "BEGIN{exit !($t < ${best[$i]})}"; then
+        best[$i]=$t
+        mem[$i]=$m
+      fi
+    done
   done
-  echo "$name $best $mem"
+  for i in "${!q_names[@]}"; do echo "${q_names[$i]} ${best[$i]} ${mem[$i]}"; done
+  q_names=()
+  q_cmds=()
+}
+
+# Times one command alone (see run_queue): `measure NAME CMD...`.
+measure() {
+  queue "$@"
+  run_queue
 }
 
 # Prints results ("name seconds KB" lines in $1) as a table against the row named $2, for $3 input bytes.

@@ -19,10 +19,9 @@ bench_tmp
 
 jsonl=bench-data/Contact.jsonl
 xml=bench-data/Contact.xml
-{
-  measure crm-etl "$rel"/crm-etl run benches/contacts-jsonl.toml --out "$tmp/out" --quiet --threads "$threads"
-  measure duckdb python3 benches/peers/duckdb_contacts_jsonl.py "$jsonl" "$tmp/out/duckdb.csv" "$threads"
-} > "$tmp/jsonl"
+queue crm-etl "$rel"/crm-etl run benches/contacts-jsonl.toml --out "$tmp/out" --quiet --threads "$threads"
+queue duckdb python3 benches/peers/duckdb_contacts_jsonl.py "$jsonl" "$tmp/out/duckdb.csv" "$threads"
+run_queue > "$tmp/jsonl"
 {
   measure crm-etl "$rel"/crm-etl run benches/contacts-xml.toml --out "$tmp/out" --quiet --threads "$threads"
   RUNS=${RUNS_LXML:-1} measure lxml-iterparse python3 benches/peers/lxml_contacts_xml.py "$xml" "$tmp/out/lxml.csv"
