@@ -4,6 +4,15 @@
 
 use std::fmt::Write as _;
 
+/// `s` without leading and trailing whitespace. Most values start and end with a visible ASCII
+/// character, which no trim removes: they skip the search for Unicode whitespace.
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Options of the number casts, compiled once from a field's spec.
 #[derive(Debug, Clone, Copy)]
 pub struct NumberFormat {
@@ -35,6 +44,19 @@ fn split_number<'a>(s: &'a str, nf: &NumberFormat) -> Option<Digits<'a>> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
+    match plain_number(body, nf) {
+        Some(d) => d.map(|(int, frac)| Digits {
+            negative,
+            int: std::borrow::Cow::Borrowed(int),
+            frac: std::borrow::Cow::Borrowed(frac),
+            exponent: 0,
+        }),
+        None => split_general(negative, body, nf),
+    }
+}
+
+/// [`split_number`] of any number, after its sign.
+fn split_general<'a>(negative: bool, body: &'a str, nf: &NumberFormat) -> Option<Digits<'a>> {
     let (mantissa, exponent) = match body.find(['e', 'E']) {
         Some(i) => {
             let e: i32 = body[i + 1..].parse().ok()?;
@@ -95,9 +117,48 @@ fn split_number<'a>(s: &'a str, nf: &NumberFormat) -> Option<Digits<'a>> {
     })
 }
 
+/// Splits the common number, digits with at most one ASCII decimal separator and no exponent (and no
+/// thousands separator defined), in one pass over its bytes: the general split's searches for the
+/// exponent and the separators cost more than the rest of a decimal or float cast. Some(None) for no
+/// digits at all; None for any other text, which the general split then reads (or refuses).
+fn plain_number<'a>(body: &'a str, nf: &NumberFormat) -> Option<Option<(&'a str, &'a str)>> {
+    let sep = nf.decimal_separator;
+    // A separator that could be read as part of a number (a sign, `e`) takes the general path.
+    if !sep.is_ascii_punctuation() || matches!(sep, '+' | '-') || nf.thousands_separator.is_some() {
+        return None;
+    }
+    let b = body.as_bytes();
+    let digits_from = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let int_end = digits_from(0);
+    let (frac_start, end) = match b.get(int_end) {
+        Some(&c) if c == sep as u8 => (int_end + 1, digits_from(int_end + 1)),
+        _ => (int_end, int_end),
+    };
+    if end != b.len() {
+        return None;
+    }
+    let (int, frac) = (&body[..int_end], &body[frac_start..]);
+    Some((!int.is_empty() || !frac.is_empty()).then_some((int, frac)))
+}
+
+/// `digits` without its leading zeros.
+fn strip_leading_zeros(digits: &str) -> &str {
+    &digits[digits.bytes().take_while(|&b| b == b'0').count()..]
+}
+
+/// `digits` without its trailing zeros.
+fn strip_trailing_zeros(digits: &str) -> &str {
+    &digits[..digits.len() - digits.bytes().rev().take_while(|&b| b == b'0').count()]
+}
+
 /// Casts to a 64-bit integer. A fraction of only zeros (`12.00`) is accepted, since nothing is lost.
 pub fn integer(s: &str, nf: &NumberFormat, out: &mut String) -> Result<(), String> {
-    let t = s.trim();
+    let t = trim(s);
     let d = split_number(t, nf).filter(|d| d.exponent == 0 && !d.int.is_empty());
     let Some(d) = d else {
         return Err(format!("expected an integer, got {s:?}"));
@@ -135,7 +196,7 @@ pub fn decimal(
     nf: &NumberFormat,
     out: &mut String,
 ) -> Result<(), String> {
-    let t = s.trim();
+    let t = trim(s);
     let Some(d) = split_number(t, nf) else {
         return Err(format!("expected a decimal number, got {s:?}"));
     };
@@ -149,7 +210,7 @@ pub fn decimal(
 /// precision, as [`decimal_by_digits`] does, without its digit vector: only zeros are added or dropped.
 /// False (nothing written) for any other number, which takes the general path (and its errors).
 fn plain_decimal(d: &Digits<'_>, precision: u8, scale: u8, out: &mut String) -> bool {
-    let int = d.int.trim_start_matches('0');
+    let int = strip_leading_zeros(&d.int);
     if d.exponent != 0
         || d.frac.len() > usize::from(scale)
         || int.len() > usize::from(precision - scale)
@@ -279,7 +340,7 @@ fn finish_decimal(
 
 /// Casts to a 64-bit float, written in the shortest form that reads back to the same value.
 pub fn float(s: &str, nf: &NumberFormat, out: &mut String) -> Result<(), String> {
-    let t = s.trim();
+    let t = trim(s);
     let Some(d) = split_number(t, nf) else {
         return Err(format!("expected a number, got {s:?}"));
     };
@@ -320,10 +381,10 @@ fn short_decimal(d: &Digits<'_>, out: &mut String) -> bool {
     if d.exponent != 0 {
         return false;
     }
-    let int = d.int.trim_start_matches('0');
-    let frac = d.frac.trim_end_matches('0');
+    let int = strip_leading_zeros(&d.int);
+    let frac = strip_trailing_zeros(&d.frac);
     let significant = if int.is_empty() {
-        let lead = frac.len() - frac.trim_start_matches('0').len();
+        let lead = frac.len() - strip_leading_zeros(frac).len();
         // Below 1e-4, `{:?}` writes an exponent.
         if lead > 3 {
             return false;
@@ -364,7 +425,7 @@ impl Default for BoolWords {
 
 /// Casts to a boolean, comparing without regard to case.
 pub fn boolean(s: &str, words: &BoolWords) -> Result<bool, String> {
-    let t = s.trim();
+    let t = trim(s);
     let hit = |ws: &[String]| {
         ws.iter().any(|w| w.eq_ignore_ascii_case(t))
             || (!t.is_ascii() && {
@@ -387,7 +448,7 @@ pub fn boolean(s: &str, words: &BoolWords) -> Result<bool, String> {
 
 /// Casts to a UUID, written lower-case and hyphenated. Accepts braces, `urn:uuid:` and the 32-digit form.
 pub fn uuid(s: &str, out: &mut String) -> Result<(), String> {
-    let t = s.trim();
+    let t = trim(s);
     let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
     let t = t
         .strip_prefix('{')
@@ -415,7 +476,7 @@ pub fn uuid(s: &str, out: &mut String) -> Result<(), String> {
 
 /// Checks that the value is one JSON document (RFC 8259) and keeps it as written, without surrounding space.
 pub fn json(s: &str, out: &mut String) -> Result<(), String> {
-    let t = s.trim();
+    let t = trim(s);
     match serde_json::from_str::<serde::de::IgnoredAny>(t) {
         Ok(_) => {
             out.push_str(t);
@@ -432,6 +493,31 @@ mod tests {
     fn run(f: impl Fn(&mut String) -> Result<(), String>) -> Result<String, String> {
         let mut out = String::new();
         f(&mut out).map(|()| out)
+    }
+
+    #[test]
+    fn plain_numbers_split_as_the_general_split_does() {
+        let mut rng = crate::testing::Rng::new(0x5eed_cafe);
+        let alphabet = b"0123456789.,-+eE 0123456789";
+        for sep in ['.', ','] {
+            let nf = NumberFormat {
+                decimal_separator: sep,
+                thousands_separator: None,
+            };
+            for _ in 0..100_000 {
+                let len = rng.below(8) as usize;
+                let body: String = (0..len)
+                    .map(|_| char::from(alphabet[rng.below(alphabet.len() as u64) as usize]))
+                    .collect();
+                let Some(plain) = plain_number(&body, &nf) else {
+                    continue;
+                };
+                let general = split_general(false, &body, &nf)
+                    .map(|d| (d.int.into_owned(), d.frac.into_owned(), d.exponent));
+                let plain = plain.map(|(i, f)| (i.to_string(), f.to_string(), 0));
+                assert_eq!(plain, general, "{body:?} with separator {sep:?}");
+            }
+        }
     }
 
     #[test]

@@ -370,12 +370,7 @@ impl TemporalCast {
 
     /// Casts one value, writing ISO 8601 (timestamptz in UTC, with `Z`).
     pub fn cast(&self, s: &str, out: &mut String) -> Result<(), String> {
-        // Most values start and end with a digit, which no trim removes.
-        let b = s.as_bytes();
-        let t = match (b.first(), b.last()) {
-            (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() => s,
-            _ => s.trim(),
-        };
+        let t = crate::cast::trim(s);
         let mut last_err = None;
         for f in &self.formats {
             let Some(p) = f.parse(t) else { continue };

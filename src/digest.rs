@@ -7,7 +7,7 @@
 //! depend on row order and can take a row out again (deferred references change rows after they are
 //! written). The digest is shown as `blake3-sum:` and 64 hex digits; the row count is beside it.
 
-use crate::write::encode::{csv_field, Cell};
+use crate::write::encode::{csv_field, Cell, Texts};
 
 /// The sum of row hashes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub fn row_hash(material: &[u8]) -> [u64; 4] {
 }
 
 /// Appends a row's material: its cells as a canonical CSV row.
-pub fn material(cells: &[Cell], text: &str, out: &mut Vec<u8>) {
+pub fn material(cells: &[Cell], text: Texts, out: &mut Vec<u8>) {
     for (i, c) in cells.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -55,7 +55,7 @@ pub fn material(cells: &[Cell], text: &str, out: &mut Vec<u8>) {
 }
 
 /// Appends the material of the cells at `cols` (a primary key).
-pub fn material_cols(cells: &[Cell], cols: &[usize], text: &str, out: &mut Vec<u8>) {
+pub fn material_cols(cells: &[Cell], cols: &[usize], text: Texts, out: &mut Vec<u8>) {
     for (i, &c) in cols.iter().enumerate() {
         if i > 0 {
             out.push(b',');

@@ -6,7 +6,7 @@ pub mod script;
 
 use crate::spec::Dialect;
 use crate::types::FieldType;
-use crate::write::encode::Cell;
+use crate::write::encode::{Cell, Texts};
 
 /// One target's data file for an entity, as the mapping stage encodes it.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub fn encode_row(
     t: &TargetOut,
     types: &[FieldType],
     cells: &[Cell],
-    text: &str,
+    text: Texts,
     out: &mut Vec<u8>,
 ) {
     match t.dialect {
@@ -140,7 +140,7 @@ pub fn tsv_value(d: Dialect, ty: FieldType, v: Option<&str>, out: &mut Vec<u8>) 
     }
 }
 
-fn tsv_cell(d: Dialect, ty: FieldType, c: &Cell, text: &str, out: &mut Vec<u8>) {
+fn tsv_cell(d: Dialect, ty: FieldType, c: &Cell, text: Texts, out: &mut Vec<u8>) {
     let v = match *c {
         Cell::Bool(b) => Some(if b { "true" } else { "false" }),
         _ => c.text(text),
@@ -173,7 +173,7 @@ fn tsv_escape(v: &[u8], out: &mut Vec<u8>) {
 
 /// One SQLite literal: NULL, a bare number, 1/0, or quoted text (a NUL, which SQL text cannot carry,
 /// through a blob cast).
-pub fn sqlite_value(c: &Cell, text: &str, out: &mut Vec<u8>) {
+pub fn sqlite_value(c: &Cell, text: Texts, out: &mut Vec<u8>) {
     match *c {
         Cell::Null => out.extend_from_slice(b"NULL"),
         Cell::Bool(b) => out.push(if b { b'1' } else { b'0' }),
@@ -181,10 +181,10 @@ pub fn sqlite_value(c: &Cell, text: &str, out: &mut Vec<u8>) {
             // Decimals are stored as text, exactly; integers and floats as numbers. A number's text
             // with a point or exponent that must stay exact is quoted: SQLite's column type decides.
             out.push(b'\'');
-            out.extend_from_slice(&text.as_bytes()[s..e]);
+            out.extend_from_slice(text.bytes(s, e));
             out.push(b'\'');
         }
-        Cell::Text(s, e) | Cell::Json(s, e) => sqlite_text(&text[s..e], out),
+        Cell::Text(s, e) | Cell::Json(s, e) => sqlite_text(text.get(s, e), out),
     }
 }
 

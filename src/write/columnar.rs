@@ -10,11 +10,11 @@
 use crate::canon;
 use crate::plan::FieldPlan;
 use crate::types::FieldType;
-use crate::write::encode::Cell;
+use crate::write::encode::{Cell, Texts};
 
 /// Appends one row. A text that is not canonical for its type (which the mapping stage never writes)
 /// becomes null rather than a wrong number; `debug_assert` catches it in tests.
-pub fn encode_row(fields: &[FieldPlan], cells: &[Cell], text: &str, out: &mut Vec<u8>) {
+pub fn encode_row(fields: &[FieldPlan], cells: &[Cell], text: Texts, out: &mut Vec<u8>) {
     for (f, c) in fields.iter().zip(cells) {
         let ty = f.out_ty();
         let Some(v) = c.text(text) else {
@@ -142,7 +142,7 @@ mod tests {
             })
             .collect();
         let mut out = Vec::new();
-        encode_row(&fields, &cells, text, &mut out);
+        encode_row(&fields, &cells, Texts::own(text), &mut out);
         let mut c = Cells::new(&out);
         assert!(c.present());
         assert_eq!(i64::from_le_bytes(c.fixed()), 42);
