@@ -135,15 +135,45 @@ struct Scratch<'s> {
     /// in `material`).
     to_hash: Vec<(usize, usize, usize)>,
     hashed: Vec<[u64; 4]>,
+    /// Per field, the column it copies as it is ([`plain_column`]).
+    plain: Vec<Option<usize>>,
 }
 
 impl Scratch<'_> {
+    /// Buffers for mapping records through `plan`.
+    fn new(plan: &EntityPlan) -> Self {
+        Scratch {
+            plain: plan.fields.iter().map(|f| plain_column(plan, f)).collect(),
+            ..Scratch::default()
+        }
+    }
+
     /// Where the cells' texts are.
     fn texts(&self) -> Texts<'_> {
         Texts {
             own: &self.text,
             src: self.src,
         }
+    }
+}
+
+/// The column that field `f` writes as it was read: text with no transform, value map, default, pattern
+/// or reference, in an output whose values need no further checks (not XML, no PostgreSQL load). Most
+/// fields of most mappings are such copies; they take a short path through [`map_fields`].
+fn plain_column(plan: &EntityPlan, f: &FieldPlan) -> Option<usize> {
+    match (&f.input, &f.cast) {
+        (Input::Column(i), Cast::Text)
+            if f.steps.is_empty()
+                && f.map.is_none()
+                && f.default.is_none()
+                && f.pattern.is_none()
+                && f.reference.is_none()
+                && plan.xml.is_none()
+                && !plan.no_nul =>
+        {
+            Some(*i)
+        }
+        _ => None,
     }
 }
 
@@ -187,7 +217,7 @@ pub fn map_chunk(plan: &EntityPlan, batch: &Batch, recs: &[RecordMeta]) -> Mappe
         .targets
         .resize_with(plan.targets.len(), TargetRows::default);
     chunk.also.resize_with(plan.also.len(), TargetRows::default);
-    let mut sc = Scratch::default();
+    let mut sc = Scratch::new(plan);
     if let Some(n) = &plan.nested {
         for (k, m) in recs.iter().enumerate() {
             map_nested(plan, n, batch, m, &mut sc, &mut |sc, ordinal, child| {
@@ -576,7 +606,7 @@ pub fn material_of_values<'a>(
     values: &[Option<&'a str>],
     out: &mut Vec<u8>,
 ) -> Result<(), FieldError> {
-    let mut sc = Scratch::default();
+    let mut sc = Scratch::new(plan);
     let ctx = RecordCtx {
         number: 0,
         ordinal: 0,
@@ -610,7 +640,7 @@ pub fn key_text(
             .collect::<Vec<_>>()
             .join("|")
     };
-    let mut sc = Scratch::default();
+    let mut sc = Scratch::new(plan);
     match (&plan.nested, ordinal) {
         (Some(n), Some(want)) => {
             let mut found = String::new();
@@ -837,6 +867,10 @@ fn map_fields<'v>(
     sc.deferred.clear();
     sc.unmapped_fields.clear();
     for (fi, f) in plan.fields.iter().enumerate() {
+        if let Some(col) = sc.plain.get(fi).copied().flatten() {
+            map_plain(plan, f, get(col), sc);
+            continue;
+        }
         let start = sc.text.len();
         let mut unmapped = false;
         let value = field_value(plan, f, &get, ctx, &mut unmapped);
@@ -906,6 +940,43 @@ fn map_fields<'v>(
             }
         }
     }
+}
+
+/// [`map_fields`] for a field that copies a column as it is: the same cell or error as the general path,
+/// in fewer steps.
+#[inline(always)]
+fn map_plain(plan: &EntityPlan, f: &FieldPlan, value: Option<&str>, sc: &mut Scratch<'_>) {
+    let Some(v) = value.filter(|s| !plan.null.contains(s)) else {
+        if f.required {
+            sc.errors.push(FieldError {
+                field: f.name.clone(),
+                value: String::new(),
+                code: RejectCode::Required,
+                message: "a value is required".into(),
+            });
+        }
+        sc.cells.push(Cell::Null);
+        return;
+    };
+    if let Err((code, message)) = check_value(plan, f, v) {
+        sc.errors.push(FieldError {
+            field: f.name.clone(),
+            value: v.to_string(),
+            code,
+            message,
+        });
+        sc.cells.push(Cell::Null);
+        return;
+    }
+    let cell = match offset_in(sc.src, v) {
+        Some(off) => Cell::Text(IN_SRC | off, off + v.len()),
+        None => {
+            let start = sc.text.len();
+            sc.text.push_str(v);
+            Cell::Text(start, sc.text.len())
+        }
+    };
+    sc.cells.push(cell);
 }
 
 /// Replaces the reference value at `sc.text[start..]` with the parent's primary key, and says the type

@@ -61,6 +61,7 @@ pub enum Cell {
 
 impl Cell {
     /// The cell for a value of type `ty` whose text is `text[start..end]`.
+    #[inline]
     pub fn of(ty: FieldType, start: usize, end: usize, text: &str) -> Cell {
         match ty {
             FieldType::Integer | FieldType::Decimal { .. } | FieldType::Float => {
@@ -73,6 +74,7 @@ impl Cell {
     }
 
     /// The cell's output text, or None for null.
+    #[inline]
     pub fn text<'a>(&self, t: Texts<'a>) -> Option<&'a str> {
         match *self {
             Cell::Null => None,
