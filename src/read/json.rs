@@ -589,6 +589,8 @@ pub struct JsonPaths {
 #[derive(Debug, Clone, Default)]
 struct Node {
     children: Vec<(String, usize)>,
+    /// Per child: its key holds no character that JSON escapes, so it reads as it is written.
+    verbatim: Vec<bool>,
     col: Option<usize>,
 }
 
@@ -604,7 +606,9 @@ impl JsonPaths {
                     None => {
                         nodes.push(Node::default());
                         let n = nodes.len() - 1;
+                        let verbatim = !seg.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20);
                         nodes[at].children.push((seg.to_string(), n));
+                        nodes[at].verbatim.push(verbatim);
                         n
                     }
                 };
@@ -620,6 +624,29 @@ impl JsonPaths {
 
     fn child(&self, node: usize, key: &str) -> Option<usize> {
         self.child_at(node, key, 0).map(|(_, n)| n)
+    }
+
+    /// The child at `hint` when the key whose opening quote is `b[i]` is its key, byte for byte: its
+    /// index, its node and where the key ends (after its closing quote). Records of one export list
+    /// their keys in one order, so this is usually the next key, and it is matched where it is read,
+    /// without searching for its end and then comparing it. A key holding a character that JSON
+    /// escapes is never matched here.
+    #[inline]
+    fn expected_at(
+        &self,
+        node: usize,
+        hint: usize,
+        b: &[u8],
+        i: usize,
+    ) -> Option<(usize, usize, usize)> {
+        let node = &self.nodes[node];
+        let (k, n) = node.children.get(hint)?;
+        let k = k.as_bytes();
+        let end = i + 1 + k.len();
+        (node.verbatim[hint]
+            && b.get(end) == Some(&b'"')
+            && crate::swar::same_bytes(&b[i + 1..end], k))
+        .then_some((hint, *n, end + 1))
     }
 
     /// The child for `key`, and its index; `hint` is tried first (records of one export list their keys
@@ -766,8 +793,14 @@ impl<'a> Parser<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// Skips whitespace. Exported records mostly have none between tokens: a byte above the space
+    /// character ends the skip at once.
+    #[inline(always)]
     fn ws(&mut self) {
-        while self.i < self.b.len() && is_ws(self.b[self.i]) {
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !is_ws(c) {
+                break;
+            }
             self.i += 1;
         }
     }
@@ -884,14 +917,24 @@ impl<'a> Parser<'a> {
                 return Err(syntax(self.i, "expected a key (a string in double quotes)"));
             }
             let key_at = self.i;
-            let (end, key) = parse_key(self.s, self.i, &mut key_buf)?;
-            self.i = end;
+            let guess = reads.and_then(|n| paths.expected_at(n, hint, self.b, self.i));
+            let (found, key) = match guess {
+                Some((k, child, end)) => {
+                    self.i = end;
+                    // The key's text is only named in errors, which read it again.
+                    (Some((k, child)), "")
+                }
+                None => {
+                    let (end, key) = parse_key(self.s, self.i, &mut key_buf)?;
+                    self.i = end;
+                    (reads.and_then(|n| paths.child_at(n, key, hint)), key)
+                }
+            };
             self.ws();
             if self.peek() != Some(b':') {
                 return Err(syntax(self.i, "expected `:` after a key"));
             }
             self.i += 1;
-            let found = reads.and_then(|n| paths.child_at(n, key, hint));
             let child = found.map(|(_, c)| c);
             if child.is_none() && paths.all_leaves && node.is_some() {
                 return Err(RecordError::unknown_leaf(key_at, key));
@@ -900,6 +943,11 @@ impl<'a> Parser<'a> {
                 hint = k + 1;
                 if k < 64 {
                     if matched & (1 << k) != 0 {
+                        let mut buf = String::new();
+                        let key = match key {
+                            "" => parse_key(self.s, key_at, &mut buf)?.1,
+                            key => key,
+                        };
                         return Err(RecordError {
                             offset: key_at,
                             message: format!(
@@ -922,12 +970,8 @@ impl<'a> Parser<'a> {
 
     /// After an element of an object (`close` is `}`) or array (`]`): true when the container closed,
     /// false after a `,` (not followed by the closing bracket: trailing commas are not JSON).
+    #[inline(always)]
     fn after_element(&mut self, close: u8) -> Result<bool, RecordError> {
-        let what = if close == b'}' {
-            "an object"
-        } else {
-            "an array"
-        };
         self.ws();
         match self.peek() {
             Some(b',') => {
@@ -946,14 +990,27 @@ impl<'a> Parser<'a> {
                 self.depth -= 1;
                 Ok(true)
             }
-            None => Err(syntax(
+            other => Err(self.unclosed(close, other)),
+        }
+    }
+
+    /// The error for what follows an element of an object or array that is neither `,` nor `close`.
+    #[cold]
+    fn unclosed(&self, close: u8, next: Option<u8>) -> RecordError {
+        let what = if close == b'}' {
+            "an object"
+        } else {
+            "an array"
+        };
+        match next {
+            None => syntax(
                 self.i,
                 format!("unexpected end of the record inside {what}"),
-            )),
-            Some(_) => Err(syntax(
+            ),
+            Some(_) => syntax(
                 self.i,
                 format!("expected `,` or `{}` in {what}", close as char),
-            )),
+            ),
         }
     }
 
