@@ -155,6 +155,33 @@ impl Scratch<'_> {
             src: self.src,
         }
     }
+
+    /// Field `f`'s value is refused: the error, and an empty cell in its place.
+    #[cold]
+    fn refuse(&mut self, f: &FieldPlan, value: String, code: RejectCode, message: String) {
+        self.errors.push(FieldError {
+            field: f.name.clone(),
+            value,
+            code,
+            message,
+        });
+        self.cells.push(Cell::Null);
+    }
+
+    /// Field `f` has no value: an empty cell, refused if the field is required.
+    #[inline]
+    fn no_value(&mut self, f: &FieldPlan) {
+        if f.required {
+            self.refuse(
+                f,
+                String::new(),
+                RejectCode::Required,
+                "a value is required".into(),
+            );
+        } else {
+            self.cells.push(Cell::Null);
+        }
+    }
 }
 
 /// The column that field `f` writes as it was read: text with no transform, value map, default, pattern
@@ -900,15 +927,7 @@ fn map_fields<'v>(
                     if let Some(off) = offset_in(sc.src, b) {
                         match check_value(plan, f, b) {
                             Ok(()) => sc.cells.push(Cell::Text(IN_SRC | off, off + b.len())),
-                            Err((code, message)) => {
-                                sc.errors.push(FieldError {
-                                    field: f.name.clone(),
-                                    value: b.to_string(),
-                                    code,
-                                    message,
-                                });
-                                sc.cells.push(Cell::Null);
-                            }
+                            Err((code, message)) => sc.refuse(f, b.to_string(), code, message),
                         }
                         continue;
                     }
@@ -929,27 +948,11 @@ fn map_fields<'v>(
                     Ok(None) => sc.cells.push(Cell::Null),
                     Err((code, message)) => {
                         sc.text.truncate(start);
-                        sc.errors.push(FieldError {
-                            field: f.name.clone(),
-                            value: v.into_owned(),
-                            code,
-                            message,
-                        });
-                        sc.cells.push(Cell::Null);
+                        sc.refuse(f, v.into_owned(), code, message);
                     }
                 }
             }
-            Ok(None) => {
-                if f.required {
-                    sc.errors.push(FieldError {
-                        field: f.name.clone(),
-                        value: String::new(),
-                        code: RejectCode::Required,
-                        message: "a value is required".into(),
-                    });
-                }
-                sc.cells.push(Cell::Null);
-            }
+            Ok(None) => sc.no_value(f),
             Err(e) => {
                 sc.errors.push(e);
                 sc.cells.push(Cell::Null);
@@ -963,25 +966,11 @@ fn map_fields<'v>(
 #[inline(always)]
 fn map_plain(plan: &EntityPlan, f: &FieldPlan, value: Option<&str>, sc: &mut Scratch<'_>) {
     let Some(v) = value.filter(|s| !plan.null.contains(s)) else {
-        if f.required {
-            sc.errors.push(FieldError {
-                field: f.name.clone(),
-                value: String::new(),
-                code: RejectCode::Required,
-                message: "a value is required".into(),
-            });
-        }
-        sc.cells.push(Cell::Null);
+        sc.no_value(f);
         return;
     };
     if let Err((code, message)) = check_value(plan, f, v) {
-        sc.errors.push(FieldError {
-            field: f.name.clone(),
-            value: v.to_string(),
-            code,
-            message,
-        });
-        sc.cells.push(Cell::Null);
+        sc.refuse(f, v.to_string(), code, message);
         return;
     }
     let cell = match offset_in(sc.src, v) {
