@@ -7,7 +7,7 @@
 //! depend on row order and can take a row out again (deferred references change rows after they are
 //! written). The digest is shown as `blake3-sum:` and 64 hex digits; the row count is beside it.
 
-use crate::write::encode::{csv_field, Cell, Texts};
+use crate::write::encode::{csv_cell, csv_field, Cell, Texts};
 
 /// The sum of row hashes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,9 +47,7 @@ pub fn material(cells: &[Cell], text: Texts, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        if let Some(t) = c.text(text) {
-            csv_field(t.as_bytes(), true, out);
-        }
+        csv_cell(c, text, true, out);
     }
     out.push(b'\n');
 }
@@ -60,9 +58,7 @@ pub fn material_cols(cells: &[Cell], cols: &[usize], text: Texts, out: &mut Vec<
         if i > 0 {
             out.push(b',');
         }
-        if let Some(t) = cells[c].text(text) {
-            csv_field(t.as_bytes(), true, out);
-        }
+        csv_cell(&cells[c], text, true, out);
     }
     out.push(b'\n');
 }
