@@ -204,10 +204,12 @@ fn plain_column(plan: &EntityPlan, f: &FieldPlan) -> Option<usize> {
     }
 }
 
-/// The offset of `part` in `whole`, if it is a slice of it.
-fn offset_in(whole: &str, part: &str) -> Option<usize> {
-    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
-    (p >= w && p + part.len() <= w + whole.len()).then(|| p - w)
+/// The text cell of `part` when it is a slice of the source record `src`: a range there, flagged
+/// [`IN_SRC`], so the value is written from the record without a copy.
+fn src_cell(src: &str, part: &str) -> Option<Cell> {
+    let (w, p) = (src.as_ptr() as usize, part.as_ptr() as usize);
+    let off = (p >= w && p + part.len() <= w + src.len()).then(|| p - w)?;
+    Some(Cell::Text(IN_SRC | off, off + part.len()))
 }
 
 /// Whether a row's digest material is its encoded output row.
@@ -325,6 +327,7 @@ fn finish(
                 &chunk.out[row_start..]
             } else {
                 let from = sc.material.len();
+                // Not `sc.texts()`: that would borrow all of `sc` while `sc.material` is written.
                 let texts = Texts {
                     own: &sc.text,
                     src: sc.src,
@@ -924,9 +927,9 @@ fn map_fields<'v>(
             Ok(Some(v)) => {
                 // Text that is a slice of the source record goes out from there, uncopied.
                 if let (Cast::Text, None, Cow::Borrowed(b)) = (&f.cast, &f.reference, &v) {
-                    if let Some(off) = offset_in(sc.src, b) {
+                    if let Some(cell) = src_cell(sc.src, b) {
                         match check_value(plan, f, b) {
-                            Ok(()) => sc.cells.push(Cell::Text(IN_SRC | off, off + b.len())),
+                            Ok(()) => sc.cells.push(cell),
                             Err((code, message)) => sc.refuse(f, b.to_string(), code, message),
                         }
                         continue;
@@ -973,14 +976,11 @@ fn map_plain(plan: &EntityPlan, f: &FieldPlan, value: Option<&str>, sc: &mut Scr
         sc.refuse(f, v.to_string(), code, message);
         return;
     }
-    let cell = match offset_in(sc.src, v) {
-        Some(off) => Cell::Text(IN_SRC | off, off + v.len()),
-        None => {
-            let start = sc.text.len();
-            sc.text.push_str(v);
-            Cell::Text(start, sc.text.len())
-        }
-    };
+    let cell = src_cell(sc.src, v).unwrap_or_else(|| {
+        let start = sc.text.len();
+        sc.text.push_str(v);
+        Cell::Text(start, sc.text.len())
+    });
     sc.cells.push(cell);
 }
 
