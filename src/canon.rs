@@ -94,7 +94,9 @@ fn clock(s: &str) -> Option<(i64, &[u8])> {
 /// (timestamptz texts are always written in UTC).
 pub fn unix_micros(s: &str) -> Option<i64> {
     let s = s.strip_suffix('Z').unwrap_or(s);
-    let (d, t) = s.split_once('T')?;
+    // A date is ten bytes (`unix_days` takes no other length), so the `T` can only be the eleventh:
+    // looking there rather than searching for it was a fifth of this function.
+    let (d, t) = (s.get(..10)?, s.get(10..)?.strip_prefix('T')?);
     Some(unix_days(d)? * 86_400_000_000 + micros_of_day(t)?)
 }
 
@@ -105,8 +107,15 @@ pub fn decimal_mantissa(s: &str, scale: u8) -> Option<i128> {
         Some(r) => (true, r),
         None => (false, s),
     };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || frac.len() != usize::from(scale) {
+    // The point, if any, is where the scale puts it: no search for it.
+    let (int, frac) = match usize::from(scale) {
+        0 => (s.strip_suffix('.').unwrap_or(s), ""),
+        n => {
+            let at = s.len().checked_sub(n + 1)?;
+            (s.get(..at)?, s.get(at..)?.strip_prefix('.')?)
+        }
+    };
+    if int.is_empty() {
         return None;
     }
     let mut v: i128 = 0;
@@ -151,5 +160,30 @@ mod tests {
             Some(99_999_999_999_999_999_999_999_999_999_999_999_999)
         );
         assert_eq!(decimal_mantissa("1e5", 0), None);
+        for (text, scale) in [
+            ("12.", 0),
+            ("1.2.", 0),
+            (".", 0),
+            ("1.2.3", 1),
+            (".50", 2),
+            ("1.5", 0),
+        ] {
+            let by_search = text.split_once('.').unwrap_or((text, ""));
+            let want = (!by_search.0.is_empty() && by_search.1.len() == usize::from(scale))
+                .then(|| {
+                    format!("{}{}", by_search.0, by_search.1)
+                        .parse::<i128>()
+                        .ok()
+                })
+                .flatten();
+            assert_eq!(
+                decimal_mantissa(text, scale),
+                want,
+                "{text:?} at scale {scale}"
+            );
+        }
+        assert_eq!(unix_micros("1970-01-01X00:00:01Z"), None);
+        assert_eq!(unix_micros("1970-1-01T00:00:01Z"), None);
+        assert_eq!(unix_micros("1970-01-01T"), None);
     }
 }
