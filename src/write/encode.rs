@@ -234,12 +234,20 @@ pub fn csv_cell(c: &Cell, text: Texts, quote_empty: bool, out: &mut Vec<u8>) {
 
 /// Appends a CSV field, quoted when it holds a comma, quote or line end (RFC 4180), or when it is empty
 /// and must differ from null.
+#[inline]
 pub fn csv_field(v: &[u8], quote_empty: bool, out: &mut Vec<u8>) {
     let needs = needs_quotes(v) || (v.is_empty() && quote_empty);
     if !needs {
         out.extend_from_slice(v);
         return;
     }
+    quoted(v, out);
+}
+
+/// Appends a field in quotes, its quotes doubled: out of line, so that the usual unquoted field is
+/// copied where it is met.
+#[inline(never)]
+fn quoted(v: &[u8], out: &mut Vec<u8>) {
     out.reserve(v.len() + 2);
     out.push(b'"');
     let mut from = 0;
