@@ -292,19 +292,23 @@ fn fixed_width(b: &[u8], n: usize, toks: &[Tok]) -> Option<(Parts, usize)> {
 
 /// Whether `b` is a real date written `YYYY-MM-DD` with every digit there (years 0000 to 9999).
 fn is_iso_date(b: &[u8]) -> bool {
-    let mut i = 0;
-    let (Some(y), Some(b'-')) = (four(b, &mut i), b.get(4)) else {
-        return false;
-    };
-    i = 5;
-    let (Some(m), Some(b'-')) = (two_digits(b, &mut i), b.get(7)) else {
-        return false;
-    };
-    i = 8;
-    let Some(d) = two_digits(b, &mut i) else {
-        return false;
-    };
-    b.len() == 10 && (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y as i16, m as i8) as u32
+    match fixed_width(b, 5, &ISO_DATE) {
+        Some((
+            Parts {
+                year: Some(y),
+                month: Some(m),
+                day: Some(d),
+                ..
+            },
+            10,
+        )) => b.len() == 10 && real_date(y, m, d),
+        _ => false,
+    }
+}
+
+/// Whether month `m` of year `y` has a day `d`.
+fn real_date(y: i16, m: i8, d: i8) -> bool {
+    (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
 }
 
 /// The value of an ASCII digit, if `c` is one.
@@ -542,7 +546,7 @@ impl TemporalCast {
     /// formats read years 0 to 9999 only), without building them, which cost more than the parse.
     fn build(&self, p: &Parts) -> Result<(), String> {
         if let (Some(y), Some(m), Some(d)) = (p.year, p.month, p.day) {
-            if !((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)) {
+            if !real_date(y, m, d) {
                 return Err(format!("no day {d} in month {m} of {y}"));
             }
         }
